@@ -1,0 +1,48 @@
+# Two commands a newcomer needs: `make demo` (the main job on the embedded default) and `make test`.
+# Each installs what it needs first, idempotently, into .venv at the repository root.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := libegl1 libgl1-mesa-dri libusb-1.0-0 fonts-noto-color-emoji
+
+# DDS never leaves this host; MuJoCo renders offscreen on the CPU.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= 61
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo test bench colcon clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: 2.13.0 is the CPU build; a GPU user may pre-install any torch>=2.4 instead.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all]"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/vla-robot demo --out out/demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: setup
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+colcon: setup
+	cd ros2_ws && ../$(VENV)/bin/colcon build --symlink-install
+
+clean:
+	rm -rf out report runs ros2_ws/build ros2_ws/install ros2_ws/log
