@@ -1,0 +1,118 @@
+"""Collect demonstrations: arm + cameras + teleop + recorder.
+
+    ros2 launch vla_robot_bringup collect.launch.py robot:=widowx cameras:=front,wrist \
+        camera_source:=realsense camera_devices:=123456789,987654321 store:=~/demos/widowx.zarr
+    ros2 launch vla_robot_bringup collect.launch.py robot:=so100 teleop:=leader cameras:=front \
+        camera_source:=opencv camera_devices:=/dev/video0 calibration_path:=~/.config/vla_robot/so100.json
+    ros2 launch vla_robot_bringup collect.launch.py robot:=sim          # twin + scripted expert
+
+Episode control: the recorder's console (keys in this terminal) or
+``ros2 service call /recorder/start std_srvs/srv/Trigger``,
+``ros2 service call /recorder/save std_srvs/srv/SetBool "{data: true}"``,
+``ros2 service call /recorder/discard std_srvs/srv/Trigger``,
+``ros2 param set /recorder instruction "put the cube on the grinning face"``.
+Per-arm defaults come from config/collect_<robot>.yaml in this package.
+"""
+
+import importlib.util
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "vla_robot_bringup"
+ARGUMENTS = {
+    "robot": ("widowx", "widowx | so100 | sim"),
+    "port": ("", "serial port of the arm bus (default from the YAML)"),
+    "calibration_path": ("", "SO-100 calibration JSON"),
+    "cameras": ("front,wrist", "comma-separated camera names (sim: third_person,wrist)"),
+    "camera_source": ("realsense", "realsense | opencv"),
+    "camera_devices": ("", "comma-separated serials (realsense) or /dev/videoN (opencv), one per camera"),
+    "size": ("640x480", "camera WIDTHxHEIGHT (sim default 128x128)"),
+    "fps": ("30.0", "camera frame rate"),
+    "control_rate_hz": ("30.0", "recording rate (sim: 10.0)"),
+    "teleop": ("joy", "joy | twist | leader | keyboard | none (sim: scripted expert)"),
+    "leader_port": ("/dev/ttyACM1", "SO-100 leader arm port (teleop:=leader)"),
+    "leader_calibration": ("", "SO-100 leader calibration JSON (teleop:=leader)"),
+    "store": ("demos.zarr", "episode store (path or fsspec URL), appended to"),
+    "instruction": ("", "initial language instruction"),
+    "operator": ("", "operator name stored with each episode"),
+    "preview_path": ("/tmp/vla_robot_preview.jpg", "live preview JPEG (headless)"),
+}
+ARM_MODEL = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}
+
+
+def _launch_module(name: str):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.launch.py")
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _nodes(context):
+    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    robot = arg["robot"]
+    if robot not in ARM_MODEL:
+        raise RuntimeError(f"collect.launch.py: robot:={robot} unknown; choose widowx, so100 or sim")
+    share = get_package_share_directory(PACKAGE)
+    config = os.path.join(share, "config", f"collect_{robot}.yaml")
+    width, height = (int(v) for v in arg["size"].lower().split("x"))
+    cameras = [c for c in arg["cameras"].split(",") if c]
+    actions = []
+    if robot == "sim":
+        if cameras == ["front", "wrist"]:
+            cameras = ["third_person", "wrist"]
+        if arg["size"] == ARGUMENTS["size"][0]:
+            width, height = 128, 128
+        twin_params = {"cameras": ",".join(cameras), "width": width, "height": height, "scripted": True,
+                       "control_rate_hz": 10.0}
+        actions.append(Node(package=PACKAGE, executable="twin_node", name="twin", output="screen",
+                            parameters=[os.path.join(share, "config", "twin.yaml"), twin_params]))
+    else:
+        arm = {"robot": robot}
+        if arg["port"]:
+            arm["port"] = arg["port"]
+        if arg["calibration_path"]:
+            arm["calibration_path"] = os.path.expanduser(arg["calibration_path"])
+        actions.append(Node(package=PACKAGE, executable="arm_node", name="arm", output="screen", parameters=[config, arm]))
+        devices = arg["camera_devices"].split(",") if arg["camera_devices"] else []
+        devices += [""] * (len(cameras) - len(devices))
+        for name, device in zip(cameras, devices):
+            cam = {"source": arg["camera_source"], "camera_name": name, "width": width, "height": height,
+                   "fps": float(arg["fps"])}
+            if device:
+                cam["device"] = device
+            actions.append(Node(package=PACKAGE, executable="camera_node", name=f"camera_{name}", output="screen",
+                                parameters=[config, cam]))
+        if arg["teleop"] != "none":
+            teleop = _launch_module("teleop")
+            actions += teleop.teleop_nodes({"mode": arg["teleop"], "robot": ARM_MODEL[robot],
+                                            "leader_port": arg["leader_port"],
+                                            "leader_calibration": arg["leader_calibration"]})
+    recorder = {
+        "store": os.path.expanduser(arg["store"]),
+        "robot": ARM_MODEL[robot],
+        "cameras": ",".join(cameras),
+        "width": width,
+        "height": height,
+        "control_rate_hz": 10.0 if robot == "sim" else float(arg["control_rate_hz"]),
+        "instruction": arg["instruction"],
+        "operator": arg["operator"],
+        "preview_path": arg["preview_path"],
+        "console": True,
+    }
+    if robot == "sim":
+        recorder["auto_reset_service"] = "/arm/reset"
+    actions.append(Node(package=PACKAGE, executable="recorder_node", name="recorder", output="screen",
+                        emulate_tty=True, parameters=[config, recorder]))
+    return actions
+
+
+def generate_launch_description():
+    declared = [DeclareLaunchArgument(name, default_value=default, description=text)
+                for name, (default, text) in ARGUMENTS.items()]
+    return LaunchDescription(declared + [OpaqueFunction(function=_nodes)])

@@ -1,0 +1,84 @@
+"""Deploy a policy bundle on a robot PC: arm node + camera nodes + policy node.
+
+    ros2 launch vla_robot_bringup deploy.launch.py robot:=widowx policy:=/path/to/bundle \
+        port:=/dev/ttyUSB0 cameras:=third_person camera_source:=realsense \
+        instruction:="put the cube on the grinning face"
+    ros2 launch vla_robot_bringup deploy.launch.py robot:=sim policy:=/path/to/bundle   # twin.launch.py + policy
+
+The policy node waits for `ros2 service call /policy/start std_srvs/srv/Trigger` unless
+autostart:=true. e-stop: `ros2 service call /policy/estop std_srvs/srv/Trigger`.
+Without a ROS install, `vla-robot deploy --robot sim --policy PATH` composes the same nodes.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "vla_robot_bringup"
+ARGUMENTS = {
+    "robot": ("widowx", "widowx | so100 | sim"),
+    "policy": ("", "policy bundle directory (required)"),
+    "port": ("/dev/ttyUSB0", "serial port of the arm bus"),
+    "calibration_path": ("", "SO-100 calibration JSON"),
+    "cameras": ("third_person", "comma-separated camera names, as the bundle names them"),
+    "camera_source": ("realsense", "realsense | opencv"),
+    "camera_devices": ("", "comma-separated serials (realsense) or /dev/videoN (opencv), one per camera"),
+    "instruction": ("", "language instruction (also settable on the `instruction` topic)"),
+    "control_hz": ("10.0", "control rate"),
+    "device": ("cpu", "cpu | cuda | cuda:N"),
+    "dtype": ("float32", "float32 | bfloat16 | float16"),
+    "asynchronous": ("true", "compute the next chunk while the current one executes"),
+    "autostart": ("false", "start as soon as an instruction and joint states are there"),
+}
+
+ROBOT_SPECS = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}
+
+
+def _nodes(context):
+    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    if not arg["policy"]:
+        raise RuntimeError("deploy.launch.py: policy:=PATH (a bundle directory) is required")
+    robot = arg["robot"]
+    if robot not in ROBOT_SPECS:
+        raise RuntimeError(f"deploy.launch.py: robot:={robot} unknown; choose widowx, so100 or sim")
+    actions = []
+    if robot == "sim":
+        twin = os.path.join(get_package_share_directory(PACKAGE), "launch", "twin.launch.py")
+        actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(twin)))
+    else:
+        arm_params = {"robot": robot, "port": arg["port"]}
+        if arg["calibration_path"]:
+            arm_params["calibration_path"] = arg["calibration_path"]
+        actions.append(Node(package=PACKAGE, executable="arm_node", name="arm", parameters=[arm_params], output="screen"))
+        cameras = [c for c in arg["cameras"].split(",") if c]
+        devices = [d for d in arg["camera_devices"].split(",")] if arg["camera_devices"] else [""] * len(cameras)
+        for name, device in zip(cameras, devices + [""] * (len(cameras) - len(devices))):
+            cam_params = {"source": arg["camera_source"], "camera_name": name}
+            if device:
+                cam_params["device"] = device
+            actions.append(Node(package=PACKAGE, executable="camera_node", name=f"camera_{name}",
+                                parameters=[cam_params], output="screen"))
+    policy_params = {
+        "policy": arg["policy"],
+        "robot": ROBOT_SPECS[robot],
+        "instruction": arg["instruction"],
+        "control_hz": float(arg["control_hz"]),
+        "device": arg["device"],
+        "dtype": arg["dtype"],
+        "asynchronous": arg["asynchronous"].lower() == "true",
+        "autostart": arg["autostart"].lower() == "true",
+    }
+    actions.append(Node(package=PACKAGE, executable="policy_node", name="policy", parameters=[policy_params],
+                        output="screen"))
+    return actions
+
+
+def generate_launch_description():
+    declared = [DeclareLaunchArgument(name, default_value=default, description=text)
+                for name, (default, text) in ARGUMENTS.items()]
+    return LaunchDescription(declared + [OpaqueFunction(function=_nodes)])

@@ -1,0 +1,188 @@
+"""The runtime on the CPU: same output as the training-time forward, the graph path off, the loop in the twin."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vla_robot.policy.config import ChunkConfig, RuntimeConfig, SafetyConfig
+from vla_robot.policy.cuda_graph import CudaGraphRunner
+from vla_robot.policy.loop import ControlLoop
+from vla_robot.policy.types import Observation
+
+STATS = {
+    "action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "min": [0.015] * 7, "max": [0.037] * 7},
+    "state": {"mean": [0.1] * 7, "std": [0.5] * 7},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    from vla_robot.models.bundle import save_bundle
+    from vla_robot.models.config import VLAConfig
+    from vla_robot.models.tiny import make_tiny_backbone
+    from vla_robot.models.vla import VLAModel
+
+    root = tmp_path_factory.mktemp("policy_runtime")
+    backbone = make_tiny_backbone("paligemma", root / "backbone", image_size=32, hidden_size=32)
+    cfg = VLAConfig(family="paligemma", backbone=str(backbone), action_dim=7, horizon=6, state_dim=7,
+                    cameras=("third_person",), image_size=32, gripper_dims=(6,), head_hidden=32)
+    torch.manual_seed(0)
+    model = VLAModel.from_pretrained_backbone(cfg, STATS)
+    with torch.no_grad():  # a non-trivial head so that the chunk depends on every input
+        for p in model.head.parameters():
+            p.normal_(0, 0.3)
+    return save_bundle(model, root / "bundle", action_space={"type": "joint_position", "robot": "widowx250"})
+
+
+def random_obs(rng, step=0):
+    return Observation(
+        images={"third_person": rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)},
+        state=rng.normal(size=7),
+        instruction="put the cube on the grinning face",
+        step=step,
+    )
+
+
+def test_cpu_runtime_matches_training_forward_exactly(tiny_bundle):
+    from vla_robot.policy.loading import load_policy
+    from vla_robot.policy.vla_policy import VLAPolicy
+
+    policy = load_policy(tiny_bundle, RuntimeConfig(device="cpu"))
+    assert isinstance(policy, VLAPolicy)
+    assert not policy.head.active  # graph path switched off on the CPU automatically
+    model = policy.model
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        obs = random_obs(rng)
+        chunk, timings = policy.infer(obs)
+        images = {"third_person": torch.from_numpy(obs.images["third_person"]).permute(2, 0, 1)[None]}
+        state = torch.from_numpy(obs.state).float()[None]
+        with torch.no_grad():
+            # the training-time forward: the loss path's action_head on encode_inputs, then de-normalisation
+            train_pred = model.action_head(model.encode_inputs(model.preprocess(images, [obs.instruction])), state)
+            train_chunk = model.normalizer.denormalise(train_pred)[0]
+            predict = model.predict_action(images, [obs.instruction], state)[0]
+        assert chunk.shape == (6, 7)
+        np.testing.assert_array_equal(chunk, train_chunk.double().numpy())
+        np.testing.assert_array_equal(chunk, predict.double().numpy())
+        assert set(timings) >= {"preprocess", "vlm", "head", "total"}
+        assert timings["total"] >= timings["vlm"] > 0
+    other = random_obs(np.random.default_rng(2))
+    assert not np.array_equal(policy.infer(other)[0], chunk)  # the output really depends on the input
+
+
+def test_graph_runner_is_eager_on_cpu_and_refuses_forced_graph():
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU())
+    x = torch.randn(2, 4)
+    runner = CudaGraphRunner(module)
+    assert not runner.active
+    torch.testing.assert_close(runner(x), module(x), rtol=0, atol=0)
+    assert runner.captures == 0
+    with pytest.raises(RuntimeError, match="CUDA"):
+        CudaGraphRunner(module, enabled=True)(x)
+
+
+def test_bad_runtime_config_names_allowed_values():
+    with pytest.raises(ValueError, match="bfloat16"):
+        RuntimeConfig(dtype="int8")
+    with pytest.raises(ValueError, match="cuda"):
+        RuntimeConfig(device="tpu")
+
+
+class StepStampPolicy:
+    """Synthetic policy with a known inference time; action k of the chunk for step t encodes t + k."""
+
+    action_space = "joint"
+    camera_names = ("third_person",)
+    robot = "widowx250"
+
+    def __init__(self, chunk_size=8, delay_s=0.0, nan_at=None):
+        self.chunk_size, self.action_dim, self.delay_s, self.nan_at = chunk_size, 7, delay_s, nan_at
+        self.calls = 0
+
+    def reset(self, instruction, episode=None):
+        pass
+
+    def describe(self):
+        return {"kind": "synthetic"}
+
+    def infer(self, obs):
+        assert obs.images["third_person"].dtype == np.uint8
+        self.calls += 1
+        time.sleep(self.delay_s)
+        chunk = np.tile(np.asarray([0.0, -0.6, 0.6, 0.0, 1.2, 0.0, 0.03]), (self.chunk_size, 1))
+        chunk[:, 0] = 0.001 * (obs.step + np.arange(self.chunk_size))  # waist angle names the step
+        if self.nan_at is not None and obs.step <= self.nan_at < obs.step + self.chunk_size:
+            chunk[self.nan_at - obs.step, 2] = np.nan
+        return chunk, {"total": self.delay_s}
+
+
+@pytest.fixture()
+def twin():
+    from sim import Twin, TwinConfig
+
+    t = Twin(TwinConfig(cameras=("third_person",), image_size=(32, 32), seed=3))
+    yield t
+    t.close()
+
+
+def make_loop(twin, policy, **runtime):
+    from sim import TwinCamera, TwinRobot
+
+    robot = TwinRobot(twin)
+    robot.connect()
+    cam = TwinCamera(twin, "third_person")
+    cam.connect()
+    return ControlLoop(robot, {"third_person": cam}, policy, RuntimeConfig(**runtime), pace=runtime.get("asynchronous", False))
+
+
+def test_sync_loop_in_twin_executes_the_action_made_for_each_step(twin):
+    policy = StepStampPolicy(chunk_size=5, nan_at=12)
+    loop = make_loop(twin, policy, asynchronous=False, chunk=ChunkConfig(request_threshold=0.0))
+    loop.start_episode("test")
+    records = loop.run(20)
+    waist = [r.targets[0] for r in records]
+    for r in records:
+        if r.step != 12:
+            assert r.targets[0] == pytest.approx(0.001 * r.step)
+    assert records[12].holding and records[12].events == ["non_finite_action"]
+    assert policy.calls == 4 and twin.steps == 20
+    assert loop.report()["safety"]["non_finite_action"] == 1
+    assert np.all(np.diff(np.delete(waist, 12)) > 0)
+
+
+def test_async_paced_loop_skips_stale_actions_and_never_repeats(twin):
+    """Inference takes ~2.5 periods at 20 Hz; the arm must always get the action made for the current step."""
+    policy = StepStampPolicy(chunk_size=10, delay_s=0.12)
+    loop = make_loop(twin, policy, asynchronous=True, control_hz=20.0,
+                     chunk=ChunkConfig(request_threshold=0.5), safety=SafetyConfig(max_inference_stall_s=5.0))
+    try:
+        loop.start_episode("test")
+        records = loop.run(40)
+    finally:
+        loop.close()
+    acting = [r for r in records if not r.holding]
+    assert len(acting) >= 25
+    for r in acting:
+        assert r.targets[0] == pytest.approx(0.001 * r.step)  # never a stale or repeated step
+    rep = loop.report()
+    assert rep["scheduler"]["stale_actions_skipped"] >= 2 * rep["scheduler"]["chunks_received"] - 2
+    assert rep["scheduler"]["delay_steps_max"] >= 2
+    holds_after_start = [r for r in records[10:] if r.holding]
+    assert not holds_after_start  # the threshold makes the next chunk land before the queue drains
+    assert "end_to_end" in rep["latency_ms"] and rep["latency_ms"]["end_to_end"]["p50_ms"] >= 100
+
+
+def test_stalled_inference_makes_the_loop_hold(twin):
+    policy = StepStampPolicy(chunk_size=4, delay_s=0.6)
+    loop = make_loop(twin, policy, asynchronous=True, control_hz=20.0,
+                     safety=SafetyConfig(max_inference_stall_s=0.2))
+    try:
+        loop.start_episode("test")
+        records = loop.run(10)
+    finally:
+        loop.close()
+    assert all(r.holding for r in records)
+    assert loop.report()["safety"]["inference_stall"] >= 3

@@ -1,0 +1,163 @@
+"""Pretrain the tiny VLM on synthetic emoji VQA with the language-model loss."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from training.prior.synth import KINDS, SyntheticVL, all_emoji_ids
+
+
+@dataclass
+class PriorConfig:
+    """Everything that defines a prior run; saved beside the weights as ``prior_config.json``."""
+
+    out: str = "out/prior"
+    family: str = "paligemma"
+    image_size: int = 64
+    hidden_size: int = 64
+    num_layers: int = 2
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    max_cards: int = 3
+    weight_identify: float = 0.5
+    weight_where: float = 0.35
+    weight_caption: float = 0.15
+    twin_scenes: int = 300
+    twin_weight: float = 0.4
+    twin_cards: int = 2
+    twin_layout_seed: int = -1
+    seed: int = 0
+    probe_every: int = 0
+    probe_per_emoji: int = 2
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "image_size": self.image_size >= 16 and self.image_size % 4 == 0,
+            "hidden_size": self.hidden_size >= 8 and self.hidden_size % 2 == 0,
+            "num_layers": self.num_layers >= 1,
+            "steps": self.steps >= 0,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "warmup": self.warmup >= 0,
+            "probe_every": self.probe_every >= 0,
+            "probe_per_emoji": self.probe_per_emoji >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
+            raise ValueError(
+                f"invalid prior config: {values} (image_size: multiple of 4, >=16; hidden_size: even, >=8; "
+                "num_layers>=1; steps>=0; batch_size>=1; lr>0; warmup>=0; probe_every>=0; probe_per_emoji>=1)"
+            )
+        if min(self.weight_identify, self.weight_where, self.weight_caption) < 0:
+            raise ValueError("sample-kind weights must be >= 0")
+        if not 0 <= self.twin_weight <= 1 or self.twin_scenes < 0 or self.twin_cards < 2:
+            raise ValueError(
+                f"twin_weight={self.twin_weight} must be in [0, 1], twin_scenes={self.twin_scenes} >= 0 "
+                f"(per emoji split; 0 disables twin scenes), twin_cards={self.twin_cards} >= 2"
+            )
+
+    @property
+    def kind_weights(self) -> dict[str, float]:
+        return dict(zip(KINDS, (self.weight_identify, self.weight_where, self.weight_caption)))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _lr_at(step: int, cfg: PriorConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
+    """Build, pretrain and save the prior; return the run summary (also in ``prior_summary.json``)."""
+    from tqdm import tqdm
+
+    from training.prior.backbone import build_backbone
+    from training.prior.probe import run_probe
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    model, processor = build_backbone(out, cfg.family, cfg.image_size, cfg.hidden_size, cfg.num_layers, cfg.seed)
+    stream = SyntheticVL(all_emoji_ids(), cfg.image_size, seed=cfg.seed, weights=cfg.kind_weights, max_cards=cfg.max_cards)
+    twin_stream = None
+    if cfg.twin_scenes and cfg.twin_weight > 0:
+        from training.prior.twin_scenes import TwinSceneVL, render_twin_scenes
+
+        layout = None if cfg.twin_layout_seed < 0 else cfg.twin_layout_seed
+        scenes = render_twin_scenes(cfg.twin_scenes, cfg.image_size, n_cards=cfg.twin_cards, seed=cfg.seed, layout_seed=layout)
+        twin_stream = TwinSceneVL(scenes, seed=cfg.seed)
+    mix = random.Random(cfg.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    log_path = out / "prior_log.jsonl"
+    log = log_path.open("w")
+    probes = []
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="prior", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        samples = [
+            twin_stream.sample() if twin_stream is not None and mix.random() < cfg.twin_weight else stream.sample()
+            for _ in range(cfg.batch_size)
+        ]
+        batch = processor(
+            images=[s.image for s in samples],
+            text=[processor.image_token + s.question for s in samples],
+            suffix=[s.answer for s in samples],
+            return_tensors="pt",
+            padding="longest",
+        )
+        lr = _lr_at(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        record = {"step": step + 1, "loss": float(loss.detach()), "lr": lr, "elapsed_s": round(time.time() - start, 2)}
+        if cfg.probe_every and (step + 1) % cfg.probe_every == 0 and step + 1 < cfg.steps:
+            probe = run_probe(model, processor, cfg.image_size, n_per_emoji=1)
+            record["probe"] = probe.as_dict()
+            probes.append(record)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+    log.close()
+    train_s = time.time() - start
+    model.eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    layout = None if cfg.twin_layout_seed < 0 else cfg.twin_layout_seed
+    final = run_probe(model, processor, cfg.image_size, n_per_emoji=cfg.probe_per_emoji,
+                      twin_scenes=20 if cfg.twin_scenes else 0, twin_layout_seed=layout)
+    summary = {
+        "config": asdict(cfg),
+        "train_seconds": round(train_s, 1),
+        "total_seconds": round(time.time() - start, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "emojis": {"all": len(all_emoji_ids())},
+        "probe": final.as_dict(),
+        "probe_history": [{"step": r["step"], **r["probe"]} for r in probes],
+    }
+    (out / "prior_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    (out / "prior_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,108 @@
+"""Embodied VQA for co-training: questions about the twin scene with exact answers.
+
+The second paper (GrinningFace) finds co-training on vision-language data preserves the
+VLM's priors; these samples ask what a policy must perceive — which emoji is where,
+where the cube is — rendered by the MuJoCo twin so the answers are ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _camera_x(twin, camera: str, xyz: np.ndarray) -> float:
+    """Horizontal image coordinate in [-1, 1]-ish (negative = image left) of a world point."""
+    cam = twin.model.camera(camera).id
+    pos = twin.data.cam_xpos[cam]
+    rot = twin.data.cam_xmat[cam].reshape(3, 3)
+    p = rot.T @ (np.asarray(xyz, dtype=np.float64) - pos)
+    return float(p[0] / max(-p[2], 1e-6))
+
+
+def scene_questions(twin, camera: str) -> list[tuple[str, str]]:
+    """(question, answer) pairs for the twin's current scene, seen from `camera`."""
+    from sim.emoji import get_emoji
+
+    info = twin.info()
+    names = [get_emoji(c).name if c in _catalogue_ids() else str(c).replace("_", " ") for c in info["cards"]]
+    xs = [_camera_x(twin, camera, [x, y, 0.0]) for x, y in info["card_xy"]]
+    order = np.argsort(xs)
+    cube_x = _camera_x(twin, camera, [*info["cube_xy"], 0.0])
+    where = "left" if cube_x < -0.15 else "right" if cube_x > 0.15 else "middle"
+    nearest = int(np.argmin([np.hypot(x - info["cube_xy"][0], y - info["cube_xy"][1]) for x, y in info["card_xy"]]))
+    return [
+        ("which emoji is at the left?", names[order[0]]),
+        ("which emoji is at the right?", names[order[-1]]),
+        ("where is the cube?", where),
+        ("which emoji is nearest to the cube?", names[nearest]),
+        ("how many cards are on the table?", NUMBER_WORDS[len(names)] if len(names) < 10 else str(len(names))),
+    ]
+
+
+def _catalogue_ids():
+    from sim.emoji import catalogue
+
+    return catalogue()
+
+
+def generate_twin_vqa(num_samples: int, image_size: int = 64, robot: str = "widowx250", seed: int = 0,
+                      camera: str = "third_person", split: str = "train") -> list[dict]:
+    """Render `num_samples` embodied VQA samples: {"image": uint8 (3,H,W), "question", "answer"}."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from sim.config import TwinConfig
+    from sim.twin import Twin
+
+    out: list[dict] = []
+    twin = Twin(TwinConfig(robot=robot, split=split, cameras=(camera,), image_size=(image_size, image_size)))
+    try:
+        scene = 0
+        while len(out) < num_samples:
+            twin.reset(seed * 100_003 + scene)
+            image = torch.from_numpy(np.ascontiguousarray(twin.render(camera))).permute(2, 0, 1).contiguous()
+            for question, answer in scene_questions(twin, camera):
+                if len(out) < num_samples:
+                    out.append({"image": image, "question": question, "answer": answer})
+            scene += 1
+    finally:
+        twin.close()
+    return out
+
+
+def load_jsonl_vqa(path: str | Path) -> list[dict]:
+    """Your own VQA data: one {"image": "file.png", "question": ..., "answer": ...} per line."""
+    from PIL import Image
+
+    root = Path(path).parent
+    out = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        for key in ("image", "question", "answer"):
+            if key not in row:
+                raise ValueError(f"{path}:{n} lacks {key!r}")
+        img = np.asarray(Image.open(root / row["image"]).convert("RGB"))
+        out.append({"image": torch.from_numpy(img).permute(2, 0, 1).contiguous(),
+                    "question": row["question"], "answer": row["answer"]})
+    return out
+
+
+class VQADataset(Dataset):
+    def __init__(self, samples: list[dict]):
+        if not samples:
+            raise ValueError("VQA co-training needs at least one sample")
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.samples[i]

@@ -1,0 +1,188 @@
+"""What the demo runs: the settings (full and ``--quick``) and the phase commands they expand to.
+
+The reduced task (small images, two cards, a tiny VLM) is what lets learning happen on
+two CPU cores in minutes; the report states every setting, and the random-card baseline
+(1 / cards) is reported beside Rec. SR so the reduction cannot flatter the result.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vla_robot.demo.runner import Phase
+
+
+@dataclass
+class DemoSettings:
+    robot: str = "widowx250"
+    n_cards: int = 2
+    image_size: int = 96
+    layout_seed: int = 2  # cards and cube at the same places every episode; -1: random layouts
+    camera: str = "third_person"
+    grinning_face_episodes: int = 60
+    reach_episodes: int = 30
+    push_episodes: int = 30
+    prior_steps: int = 1500
+    prior_hidden: int = 64
+    stage1_steps: int = 150
+    stage2_steps: int = 600
+    batch_size: int = 16
+    horizon: int = 8
+    lora_rank: int = 16
+    eval_episodes: int = 20
+    eval_videos: int = 4
+    max_steps: int = 120
+    collect_speed: float = 20.0
+    seed: int = 0
+    expected_minutes: float = 18.0
+
+    def __post_init__(self) -> None:
+        positive = ("n_cards", "image_size", "grinning_face_episodes", "stage2_steps", "batch_size", "horizon",
+                    "eval_episodes", "max_steps", "prior_hidden")
+        bad = [k for k in positive if getattr(self, k) <= 0]
+        bad += [k for k in ("reach_episodes", "push_episodes", "prior_steps", "stage1_steps", "eval_videos")
+                if getattr(self, k) < 0]
+        if bad:
+            raise ValueError(f"demo settings {bad} must be positive (>= 0 for episode/step counts that may be skipped)")
+        if self.image_size % 4:
+            raise ValueError(f"image_size={self.image_size} must be a multiple of 4 (the tiny VLM uses 4x4 patches)")
+        if self.n_cards < 2:
+            raise ValueError("n_cards must be >= 2: with one card there is nothing to recognise")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = DemoSettings()
+QUICK = DemoSettings(
+    image_size=32, grinning_face_episodes=4, reach_episodes=2, push_episodes=2, prior_steps=20, prior_hidden=32,
+    stage1_steps=4, stage2_steps=8, batch_size=4, horizon=4, lora_rank=4, eval_episodes=2, eval_videos=2,
+    max_steps=40, expected_minutes=3.0,
+)
+
+
+def _layout(s: DemoSettings) -> list[str]:
+    return [] if s.layout_seed < 0 else ["--layout-seed", str(s.layout_seed)]
+
+
+def _exe(name: str) -> str:
+    """A console script of this environment (beside the running interpreter), else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class Paths:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def store(self, task: str) -> Path:
+        return self.data / f"{task}_train.zarr"
+
+    @property
+    def prior(self) -> Path:
+        return self.root / "prior"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train" / "staged"
+
+    @property
+    def bundle(self) -> Path:
+        return self.train / "bundle"
+
+    def eval(self, split: str) -> Path:
+        return self.root / "eval" / split
+
+
+def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None) -> list[Phase]:
+    p = Paths(out)
+    py = sys.executable
+    phases: list[Phase] = []
+    tasks = [("grinning_face", s.grinning_face_episodes), ("reach", s.reach_episodes), ("push", s.push_episodes)]
+    for task, n in tasks:
+        if n <= 0:
+            continue
+        phases.append(
+            Phase(
+                name=f"collect_{task}",
+                argv=[_exe("vla-robot"), "collect", "--robot", "sim", "--arm", s.robot, "--task", task, "--split", "train",
+                      "--n-cards", str(s.n_cards), *_layout(s), "--episodes", str(n), "--size", f"{s.image_size}x{s.image_size}",
+                      "--cameras", s.camera, "--speed", str(s.collect_speed), "--max-steps", str(s.max_steps),
+                      "--seed", str(s.seed + {"grinning_face": 0, "reach": 10_000, "push": 20_000}[task]),
+                      "--out", str(p.store(task))],
+                description=f"record {n} scripted-expert {task} episodes (train emojis) through the ROS 2 collection nodes",
+                weight=0.4 + 0.02 * n,
+                outputs=[str(p.store(task))],
+            )
+        )
+    phases.append(
+        Phase(
+            name="contact_sheet",
+            argv=[_exe("vla-data"), "view", str(p.store("grinning_face")), "--out", str(p.data / "view_grinning_face"),
+                  "--max-episodes", "8", "--format", "gif"],
+            description="contact sheet and GIFs of the collected GrinningFace episodes",
+            weight=0.2,
+            outputs=[str(p.data / "view_grinning_face")],
+        )
+    )
+    if s.prior_steps >= 0:
+        phases.append(
+            Phase(
+                name="prior",
+                argv=[py, "-m", "training.prior", "--out", str(p.prior), "--image-size", str(s.image_size),
+                      "--hidden-size", str(s.prior_hidden), "--steps", str(s.prior_steps), "--seed", str(s.seed),
+                      "--twin-cards", str(s.n_cards), "--twin-layout-seed", str(s.layout_seed),
+                      *(["--twin-scenes", "20", "--probe-per-emoji", "1"] if s.prior_steps < 100 else [])],
+                description="VLM prior: tiny PaliGemma pretrained on synthetic emoji VQA over all emojis (train + val)",
+                weight=1.0 + s.prior_steps / 400,
+                outputs=[str(p.prior)],
+            )
+        )
+    stage1 = [f"{p.store(t)}" for t, n in tasks[1:] if n > 0]
+    strategy = ["strategy.name=staged", f"strategy.stage1.steps={s.stage1_steps}",
+                f"strategy.stage1.stores=[{','.join(stage1)}]", f"strategy.stage1.lora.rank={s.lora_rank}",
+                f"strategy.lora.rank={s.lora_rank}"] if stage1 and s.stage1_steps > 0 else \
+        ["strategy.name=lora", f"strategy.lora.rank={s.lora_rank}"]
+    phases.append(
+        Phase(
+            name="train",
+            argv=[_exe("vla-train"), f"data.stores=[{p.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
+                  f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={p.prior}",
+                  f"model.image_size={s.image_size}", f"model.horizon={s.horizon}", *strategy,
+                  f"steps={s.stage2_steps}", f"seed={s.seed}", f"out_dir={p.train}"],
+            description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement",
+            weight=1.0 + (s.stage1_steps + s.stage2_steps) / 150,
+            outputs=[str(p.train)],
+        )
+    )
+    bundle = bundle_override or p.bundle
+    for split in ("train", "val"):
+        phases.append(
+            Phase(
+                name=f"eval_{split}",
+                argv=[_exe("vla-robot"), "eval", "--policy", str(bundle), "--robot", "sim" if s.robot == "widowx250" else f"sim:{s.robot}", "--split", split,
+                      "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s), "--image-size", str(s.image_size),
+                      str(s.image_size), "--max-steps", str(s.max_steps), "--videos", str(s.eval_videos),
+                      "--seed", str(100_000 + s.seed), "--out", str(p.eval(split)), "--quiet"],
+                description=f"closed-loop evaluation on {split} emojis ({s.eval_episodes} episodes)",
+                weight=0.3 + 0.05 * s.eval_episodes,
+                outputs=[str(p.eval(split))],
+            )
+        )
+    phases.append(
+        Phase(
+            name="report",
+            argv=[py, "-m", "vla_robot.demo.report", str(out)],
+            description="report/index.html: metrics, curves, contact sheet, rollouts, commands",
+            weight=0.1,
+            outputs=[str(out / "report")],
+        )
+    )
+    return phases

@@ -1,0 +1,51 @@
+"""Load a backbone's own processor, with one documented workaround.
+
+transformers 5 makes the Qwen2-VL processor require a video processor, and the
+video processor requires torchvision. A robot policy never feeds video, so when
+torchvision is missing we assemble the same `Qwen2VLProcessor` from its tokenizer
+and image processor instead of failing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def qwen2_vl_processor(image_processor, tokenizer):
+    """A real `Qwen2VLProcessor` without a video processor (images-only use)."""
+    from transformers import Qwen2VLProcessor
+
+    try:
+        return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    except (AttributeError, ImportError, TypeError):
+        proc = Qwen2VLProcessor.__new__(Qwen2VLProcessor)
+        proc.check_argument_for_proper_class = lambda name, arg: None
+        Qwen2VLProcessor.__init__(proc, image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
+        del proc.check_argument_for_proper_class
+        return proc
+
+
+def load_processor(family: str, path: str | Path, trust_remote_code: bool = False):
+    """The family's processor from a hub id or a local directory."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    if family != "qwen2_vl":
+        return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if hasattr(processor, "image_processor"):
+            return processor
+    except (AttributeError, ImportError, TypeError, ValueError):
+        pass
+    image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return qwen2_vl_processor(image_processor, tokenizer)
+
+
+def save_processor(processor, out_dir: str | Path) -> None:
+    """Save a processor so that `load_processor` restores it (also without a video processor)."""
+    if getattr(processor, "video_processor", "absent") is None:
+        processor.tokenizer.save_pretrained(out_dir)
+        processor.image_processor.save_pretrained(out_dir)
+        return
+    processor.save_pretrained(out_dir)

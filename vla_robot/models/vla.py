@@ -1,0 +1,271 @@
+"""`VLAModel`: a pretrained VLM + K learnable action-query tokens + an MLP action head (VLM4VLA design).
+
+The query tokens are appended after the image and instruction tokens; their last hidden
+states feed the head, which outputs a chunk of `horizon` x `action_dim` actions. The
+discrete target instead appends `horizon * action_dim` action tokens (256 bins mapped
+onto the last vocabulary ids, as in OpenVLA) and trains them with the LM cross-entropy.
+
+Split for a real-time runtime:
+    hidden = model.encode(images, instructions)        # the VLM forward (B, K, hidden)
+    chunk  = model.decoder(hidden, state)              # head + proprio + de-normalise, CUDA-graph safe
+    chunk  = model.predict_action(images, instructions, state)  # both
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vla_robot.models.config import VLAConfig
+from vla_robot.models.head import ActionDecoder, ActionHead
+from vla_robot.models.normalization import Normalizer
+from vla_robot.models.processors import load_processor
+from vla_robot.models.prompting import VLAPreprocessor
+
+IGNORE_INDEX = -100
+
+
+def text_hidden_size(hf_config) -> int:
+    text = getattr(hf_config, "text_config", None) or hf_config
+    return int(text.hidden_size)
+
+
+def vocab_size(backbone) -> int:
+    return int(backbone.get_output_embeddings().weight.shape[0])
+
+
+def unwrap(backbone):
+    """The transformers model under an optional peft wrapper (LoRA layers stay injected)."""
+    return backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+
+
+class VLAModel(nn.Module):
+    def __init__(self, config: VLAConfig, backbone: nn.Module, processor, normalizer: Normalizer):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.processor = processor
+        self.preprocessor = VLAPreprocessor(config.family, processor, config.cameras, config.image_size)
+        hidden = text_hidden_size(unwrap(backbone).config)
+        self.action_queries = nn.Parameter(torch.randn(config.num_action_queries, hidden) * 0.02)
+        self.head = ActionHead(hidden, config.num_action_queries, config.horizon, config.action_dim,
+                               config.state_dim, config.head_hidden, config.head_layers)
+        self.normalizer = normalizer
+        self._pending_queries: torch.Tensor | None = None
+        self._hook = None
+        self._install_query_hook()
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained_backbone(cls, config: VLAConfig, stats: dict, dtype: torch.dtype | None = None) -> VLAModel:
+        """Load `config.backbone` (hub id or directory) with its processor and attach fresh queries + head."""
+        from transformers import AutoModelForImageTextToText
+
+        normalizer = Normalizer(stats, config.action_dim, config.state_dim, config.gripper_dims)
+        backbone = AutoModelForImageTextToText.from_pretrained(
+            config.backbone, dtype=dtype, trust_remote_code=config.trust_remote_code
+        )
+        processor = load_processor(config.family, config.backbone, config.trust_remote_code)
+        return cls(config, backbone, processor, normalizer)
+
+    def _install_query_hook(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+        owner = weakref.ref(self)  # no model → hook → model cycle, so a dropped model frees at once
+
+        def hook(module, args, output):
+            model = owner()
+            return output if model is None else model._inject_queries(module, args, output)
+
+        self._hook = unwrap(self.backbone).get_input_embeddings().register_forward_hook(hook)
+
+    def set_backbone(self, backbone: nn.Module) -> None:
+        """Swap the backbone module (peft wrap / merge) and keep the query injection attached."""
+        self.backbone = backbone
+        self._install_query_hook()
+
+    @property
+    def decoder(self) -> ActionDecoder:
+        """Head + proprio projection + de-normalisation as one static-shape module (shares parameters)."""
+        return ActionDecoder(self.head, self.normalizer)
+
+    # ---------------------------------------------------------------- encoding
+    def _inject_queries(self, module, args, output):
+        queries = self._pending_queries
+        if queries is None:
+            return output
+        k = queries.shape[0]
+        expanded = queries.to(output.dtype).unsqueeze(0).expand(output.shape[0], -1, -1)
+        return torch.cat([output[:, :-k], expanded], dim=1)
+
+    @contextlib.contextmanager
+    def _queries_active(self):
+        self._pending_queries = self.action_queries
+        try:
+            yield
+        finally:
+            self._pending_queries = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_queries.device
+
+    def preprocess(self, images: dict[str, torch.Tensor], instructions: list[str]) -> dict[str, torch.Tensor]:
+        """Camera uint8 images + instructions → backbone inputs (CPU tensors; safe in DataLoader workers)."""
+        return self.preprocessor(images, instructions)
+
+    def _to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        dtype = unwrap(self.backbone).dtype
+        out = {}
+        for k, v in inputs.items():
+            v = v.to(self.device, non_blocking=True)
+            out[k] = v.to(dtype) if v.is_floating_point() else v
+        return out
+
+    def encode_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Backbone inputs → last hidden states of the K action queries, (B, K, hidden)."""
+        inputs = append_tokens(self._to_device(inputs), self._placeholder_ids(inputs["input_ids"].shape[0]), prefix=True)
+        inner = unwrap(self.backbone).model
+        with self._queries_active():
+            hidden = inner(**inputs, use_cache=False).last_hidden_state
+        return hidden[:, -self.config.num_action_queries:]
+
+    def encode(self, images: dict[str, torch.Tensor], instructions: list[str]) -> torch.Tensor:
+        """The VLM forward: camera images (uint8 (B,3,H,W) per camera) + instructions → (B, K, hidden)."""
+        return self.encode_inputs(self.preprocess(images, instructions))
+
+    def _placeholder_ids(self, batch: int) -> torch.Tensor:
+        pad = self.preprocessor.tokenizer.pad_token_id
+        return torch.full((batch, self.config.num_action_queries), pad, dtype=torch.long, device=self.device)
+
+    # ---------------------------------------------------------------- actions
+    def action_head(self, query_hidden: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """Query states + raw state → normalised chunk (arm in [-1, 1], gripper logits)."""
+        state_norm = self.normalizer.normalise_state(state) if (state is not None and self.config.state_dim) else None
+        return self.head(query_hidden, state_norm)
+
+    @torch.no_grad()
+    def predict_action(self, images: dict[str, torch.Tensor], instructions: list[str],
+                       state: torch.Tensor | None = None) -> torch.Tensor:
+        """Physical action chunk (B, horizon, action_dim), de-normalised, float32."""
+        if self.config.target == "discrete":
+            return self._predict_discrete(self.preprocess(images, instructions))
+        if state is not None:
+            state = state.to(self.device)
+        return self.decoder(self.encode(images, instructions), state)
+
+    # ---------------------------------------------------------------- losses
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Training entry point (what DDP/FSDP wrap): a VQA batch (has "labels") gets the LM loss,
+        a robot batch the action loss."""
+        if "labels" in batch:
+            loss = self.lm_loss(batch["inputs"], batch["labels"])
+            return {"loss": loss, "vqa_loss": loss}
+        return self.compute_loss(batch)
+
+    def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Robot batch → {"loss", ...}. Padded chunk steps (past the episode end) are masked out."""
+        action = batch["action"].to(self.device)
+        valid = ~batch["action_is_pad"].to(self.device)
+        if self.config.target == "discrete":
+            ids = self.action_to_token_ids(action)
+            labels = ids.masked_fill(~valid.repeat_interleave(self.config.action_dim, dim=1), IGNORE_INDEX)
+            return {"loss": self.lm_loss(batch["inputs"], labels)}
+        state = batch.get("state")
+        pred = self.action_head(self.encode_inputs(batch["inputs"]),
+                                state.to(self.device) if state is not None else None)
+        target = self.normalizer.normalise_action(action)
+        weight = valid.unsqueeze(-1).float()
+        denom = weight.sum().clamp_min(1.0)
+        cfg = self.config
+        out = {}
+        total = pred.new_zeros(())
+        if cfg.arm_dims:
+            arm = list(cfg.arm_dims)
+            huber = F.huber_loss(pred[..., arm], target[..., arm], reduction="none", delta=cfg.huber_delta)
+            out["arm_loss"] = (huber * weight).sum() / (denom * len(arm))
+            total = total + out["arm_loss"]
+        if cfg.gripper_dims:
+            grip = list(cfg.gripper_dims)
+            bce = F.binary_cross_entropy_with_logits(pred[..., grip], target[..., grip], reduction="none")
+            out["gripper_loss"] = (bce * weight).sum() / (denom * len(grip))
+            total = total + cfg.gripper_loss_weight * out["gripper_loss"]
+        out["loss"] = total
+        return out
+
+    def lm_loss(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy on `labels` (B, T) appended after the prompt (IGNORE_INDEX = skip).
+
+        Used by the discrete action target and by VQA co-training (answers as labels).
+        """
+        inputs = self._to_device(inputs)
+        labels = labels.to(self.device)
+        pad = self.preprocessor.tokenizer.pad_token_id
+        ids = labels.masked_fill(labels == IGNORE_INDEX, pad)
+        full = append_tokens(inputs, ids, prefix=False, mask=labels != IGNORE_INDEX)
+        logits = self.backbone(**full, use_cache=False).logits
+        t = labels.shape[1]
+        pred = logits[:, -t - 1:-1].float()
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+    # ---------------------------------------------------------------- discrete target
+    def action_token_offset(self) -> int:
+        return vocab_size(unwrap(self.backbone)) - self.config.num_bins
+
+    def action_to_token_ids(self, action: torch.Tensor) -> torch.Tensor:
+        """Physical (B, H, D) → vocabulary ids (B, H*D): uniform bins over the normalised range."""
+        unit = self.normalizer.to_unit_range(action)
+        bins = ((unit + 1.0) * 0.5 * (self.config.num_bins - 1)).round().long()
+        return (bins + self.action_token_offset()).flatten(1)
+
+    def token_ids_to_action(self, ids: torch.Tensor) -> torch.Tensor:
+        bins = (ids - self.action_token_offset()).clamp(0, self.config.num_bins - 1).float()
+        unit = bins / (self.config.num_bins - 1) * 2.0 - 1.0
+        return self.normalizer.from_unit_range(unit.view(-1, self.config.horizon, self.config.action_dim))
+
+    def _predict_discrete(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Greedy decoding restricted to the action tokens (recomputes the prefix; a baseline, not fast)."""
+        inputs = self._to_device(inputs)
+        offset = self.action_token_offset()
+        batch = inputs["input_ids"].shape[0]
+        ids = torch.empty((batch, 0), dtype=torch.long, device=self.device)
+        for _ in range(self.config.horizon * self.config.action_dim):
+            full = append_tokens(inputs, ids, prefix=False)
+            logits = self.backbone(**full, use_cache=False).logits[:, -1, offset:offset + self.config.num_bins]
+            ids = torch.cat([ids, logits.argmax(-1, keepdim=True) + offset], dim=1)
+        return self.token_ids_to_action(ids)
+
+    # ---------------------------------------------------------------- bookkeeping
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        params = {id(p): p for p in self.parameters()}.values()
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything that is not the backbone: queries, head, normaliser buffers."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+
+def append_tokens(inputs: dict[str, torch.Tensor], ids: torch.Tensor, prefix: bool,
+                  mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Append token ids to left-padded backbone inputs, extending every per-token side input.
+
+    `prefix=True` marks them as part of PaliGemma's bidirectional prefix (action queries);
+    `prefix=False` as causal suffix (answers, discrete actions).
+    """
+    out = dict(inputs)
+    if mask is None:
+        mask = torch.ones_like(ids, dtype=torch.bool)
+    out["input_ids"] = torch.cat([inputs["input_ids"], ids], dim=1)
+    out["attention_mask"] = torch.cat([inputs["attention_mask"], mask.to(inputs["attention_mask"].dtype)], dim=1)
+    if "token_type_ids" in inputs:
+        fill = 0 if prefix else 1
+        out["token_type_ids"] = torch.cat([inputs["token_type_ids"], torch.full_like(ids, fill)], dim=1)
+    if "mm_token_type_ids" in inputs:
+        tt = inputs["mm_token_type_ids"]
+        out["mm_token_type_ids"] = torch.cat([tt, torch.zeros_like(ids, dtype=tt.dtype)], dim=1)
+    return out

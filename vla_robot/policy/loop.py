@@ -1,0 +1,283 @@
+"""The control loop: one tick = read state, maybe request a chunk, pick an action, make it safe, send it.
+
+It is shared by ``vla-robot deploy``, the ROS 2 policy node and closed-loop evaluation.
+Two clocks are supported:
+
+* ``pace=True`` (a real arm, or the twin in real time): tick ``k`` happens at
+  ``t0 + k * period`` on the wall clock. An overrun skips ticks, and the scheduler then
+  skips the actions meant for the missed steps.
+* ``pace=False`` (lock-step twin): tick ``k`` is simply the k-th call; physics does not
+  move while the policy thinks, so a synchronous run is deterministic.
+
+With ``asynchronous=True`` inference runs on a worker thread: the next chunk is computed
+while the current one executes, and its stale head is skipped on arrival.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from vla_robot.cameras.interface import Camera
+from vla_robot.policy.config import RuntimeConfig
+from vla_robot.policy.latency import LatencyStats
+from vla_robot.policy.safety import SafetyDecision, SafetyLayer
+from vla_robot.policy.scheduler import ChunkScheduler
+from vla_robot.policy.types import ChunkPolicy, Observation
+from vla_robot.robots.interface import Robot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepRecord:
+    step: int
+    targets: np.ndarray
+    holding: bool
+    events: list[str] = field(default_factory=list)
+    queue_depth: int = 0
+
+
+@dataclass
+class EndEffectorAdapter:
+    """How an ``ee_delta`` policy reaches a joint-position arm: the current EE position and IK."""
+
+    position: Callable[[], np.ndarray]
+    to_joints: Callable[[np.ndarray], np.ndarray]
+
+
+class InferenceWorker:
+    """One background thread, one request at a time (the scheduler never overlaps two)."""
+
+    def __init__(self, policy: ChunkPolicy) -> None:
+        self.policy = policy
+        self._requests: queue.Queue = queue.Queue(maxsize=1)
+        self._results: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
+        self._thread.start()
+
+    def submit(self, obs: Observation) -> None:
+        self._requests.put_nowait(obs)
+
+    def poll(self):
+        try:
+            return self._results.get_nowait()
+        except queue.Empty:
+            return None
+
+    def wait(self, timeout: float | None = None):
+        try:
+            return self._results.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _run(self) -> None:
+        while True:
+            obs = self._requests.get()
+            if obs is None:
+                return
+            try:
+                chunk, timings = self.policy.infer(obs)
+                self._results.put((obs, chunk, timings, None))
+            except Exception as exc:  # reported by the loop, which then holds position
+                self._results.put((obs, None, {}, exc))
+
+    def close(self) -> None:
+        try:
+            self._requests.put(None, timeout=1.0)
+        except queue.Full:
+            pass
+        self._thread.join(timeout=5.0)
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        robot: Robot,
+        cameras: dict[str, Camera],
+        policy: ChunkPolicy,
+        config: RuntimeConfig,
+        pace: bool = False,
+        state_age: Callable[[], float] | None = None,
+        end_effector: EndEffectorAdapter | None = None,
+        on_alert: Callable[[str, str], None] | None = None,
+        wall_period: float | None = None,
+    ) -> None:
+        missing = [c for c in policy.camera_names if c not in cameras]
+        if missing:
+            raise ValueError(f"policy needs cameras {missing}; available: {sorted(cameras)}")
+        if policy.action_space == "ee_delta" and end_effector is None:
+            raise ValueError("an ee_delta policy needs an EndEffectorAdapter (EE position + IK) for this arm")
+        if policy.action_space == "joint" and policy.action_dim != robot.spec.dof:
+            raise ValueError(
+                f"policy outputs {policy.action_dim} joint targets but {robot.spec.name} has {robot.spec.dof} "
+                f"{robot.spec.joint_names}"
+            )
+        names = tuple(getattr(policy, "joint_names", ()) or ())
+        if policy.action_space == "joint" and names and names != tuple(robot.spec.joint_names):
+            raise ValueError(f"policy was trained on joints {list(names)} but {robot.spec.name} has "
+                             f"{list(robot.spec.joint_names)}; refusing to drive it")
+        self.robot, self.cameras, self.policy, self.config = robot, cameras, policy, config
+        self.pace = pace
+        self.state_age = state_age
+        self.end_effector = end_effector
+        self.period = config.period_s
+        self.wall_period = wall_period or self.period  # nominal wall-clock tick (shorter when sim runs faster)
+        self.scheduler = ChunkScheduler(policy.chunk_size, policy.action_dim, config.chunk)
+        self.safety = SafetyLayer(robot.spec, config.safety, self.period, on_alert=on_alert)
+        self.latency = LatencyStats()
+        self.worker = InferenceWorker(policy) if config.asynchronous else None
+        self.instruction = ""
+        self.counters = {"ticks": 0, "overruns": 0, "missed_ticks": 0, "inference_errors": 0, "requests": 0}
+        self.running = True
+        self._reset_clock()
+
+    # -- episode -------------------------------------------------------------------------
+    def _reset_clock(self) -> None:
+        self.step_index = 0
+        self._t0 = time.perf_counter()
+        self._last_send: float | None = None
+        self._last_action_time = time.perf_counter()
+        self._chunk_obs_time: float | None = None
+        self._new_chunk = False
+
+    def start_episode(self, instruction: str, episode: dict | None = None) -> None:
+        if self.worker is not None and self.scheduler.in_flight:
+            self.worker.wait(timeout=30.0)  # drop the previous episode's late chunk
+        self.instruction = instruction
+        self.policy.reset(instruction, episode)
+        self.scheduler.reset()
+        self.safety.reset()
+        self._reset_clock()
+
+    # -- one tick -----------------------------------------------------------------------
+    def _now_step(self) -> int:
+        return int((time.perf_counter() - self._t0) / self.period) if self.pace else self.step_index
+
+    def observe(self) -> Observation:
+        state = self.robot.read_state()
+        images, stamp, received = {}, state.stamp, time.time()
+        for name in self.policy.camera_names:
+            frame = self.cameras[name].read()
+            images[name] = frame.color
+            stamp = frame.stamp
+            received = min(received, frame.receive_stamp)
+        return Observation(images, state.positions, self.instruction, stamp, received, self.step_index)
+
+    def _ingest(self, result) -> None:
+        obs, chunk, timings, error = result
+        if error is not None:
+            self.counters["inference_errors"] += 1
+            log.error("inference failed at step %d: %s", obs.step, error)
+            self.scheduler.cancel_request()
+            return
+        self.latency.extend(timings)
+        self.scheduler.add_chunk(chunk, obs_step=obs.step, arrival_step=self.step_index)
+        self._chunk_obs_time = obs.receive_time
+        self._new_chunk = True
+
+    def tick(self) -> StepRecord:
+        if self.pace:
+            self._wait_for_tick()
+        t_tick = time.perf_counter()
+        if self.worker is not None:
+            result = self.worker.poll()
+            if result is not None:
+                self._ingest(result)
+        image_age = 0.0
+        if self.running and self.scheduler.should_request(self.step_index):
+            obs = self.observe()
+            image_age = max(0.0, time.time() - obs.receive_time)
+            if image_age <= self.config.safety.max_obs_age_s:
+                self.scheduler.mark_requested(self.step_index)
+                self.counters["requests"] += 1
+                if self.worker is not None:
+                    self.worker.submit(obs)
+                else:
+                    try:
+                        chunk, timings = self.policy.infer(obs)
+                        self.step_index = max(self.step_index, self._now_step())
+                        self._ingest((obs, chunk, timings, None))
+                    except Exception as exc:
+                        self._ingest((obs, None, {}, exc))
+        measured = self.robot.read_state().positions
+        action = self.scheduler.action_for(self.step_index) if self.running else None
+        now = time.perf_counter()
+        if action is not None:
+            self._last_action_time = now
+        obs_age = max(image_age, self.state_age() if self.state_age else 0.0)
+        stall = now - self._last_action_time
+        if self.policy.action_space == "ee_delta":
+            decision = self.safety.filter_ee(
+                action, self.end_effector.position(), measured, self.end_effector.to_joints, obs_age, stall
+            )
+        else:
+            decision = self.safety.filter(action, measured, obs_age, stall)
+        return self._send(decision, t_tick)
+
+    def _send(self, decision: SafetyDecision, t_tick: float) -> StepRecord:
+        self.robot.send_joint_targets(decision.targets)
+        t_sent = time.perf_counter()
+        self.latency.add("tick", t_sent - t_tick)
+        if self._last_send is not None:
+            self.latency.add("period", t_sent - self._last_send)
+        self._last_send = t_sent
+        if self._new_chunk and self._chunk_obs_time is not None and not decision.holding:
+            self.latency.add("end_to_end", max(0.0, time.time() - self._chunk_obs_time))
+            self._new_chunk = False
+        record = StepRecord(self.step_index, decision.targets, decision.holding, decision.events,
+                            self.scheduler.pending(self.step_index + 1))
+        self.counters["ticks"] += 1
+        self.step_index += 1
+        return record
+
+    def _wait_for_tick(self) -> None:
+        target = self._t0 + self.step_index * self.period
+        now = time.perf_counter()
+        if now > target + self.period:  # overran by at least one whole period: skip the missed ticks
+            missed = int((now - target) / self.period)
+            self.counters["overruns"] += 1
+            self.counters["missed_ticks"] += missed
+            self.step_index += missed
+            target = self._t0 + self.step_index * self.period
+        while True:
+            remaining = target - time.perf_counter()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.002) if remaining < 0.004 else remaining - 0.002)
+
+    # -- control ------------------------------------------------------------------------
+    def run(self, steps: int, stop: Callable[[], bool] | None = None) -> list[StepRecord]:
+        records = []
+        for _ in range(steps):
+            if stop is not None and stop():
+                break
+            records.append(self.tick())
+        return records
+
+    def report(self) -> dict:
+        period = self.latency.values("period")
+        jitter = np.abs(period - self.wall_period) * 1e3 if period.size else np.zeros(0)
+        return {
+            "latency_ms": self.latency.summary(),
+            "period_jitter_ms": {
+                "p50": float(np.percentile(jitter, 50)) if jitter.size else 0.0,
+                "p99": float(np.percentile(jitter, 99)) if jitter.size else 0.0,
+                "max": float(jitter.max()) if jitter.size else 0.0,
+            },
+            "scheduler": self.scheduler.stats(),
+            "safety": self.safety.report(),
+            "loop": dict(self.counters),
+            "queue_depth": self.scheduler.pending(self.step_index),
+        }
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None

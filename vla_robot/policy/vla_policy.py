@@ -1,0 +1,145 @@
+"""``VLAPolicy``: a trained bundle behind the ``ChunkPolicy`` interface.
+
+One inference step is split into the stages the latency report names:
+
+* ``preprocess``: resize + normalise images and tokenise, with the bundle's own processor
+  (``model.preprocess``, the exact path training used);
+* ``vlm``: the backbone forward up to the action-query hidden states (``model.encode_inputs``);
+* ``head``: proprio projection + MLP + de-normalisation (``model.decoder``), replayed from a
+  CUDA graph on CUDA and run eager on CPU.
+
+On CUDA the stage times come from CUDA events, so measuring them adds no host sync; the
+one sync per step is the copy of the chunk to the host, which the robot needs anyway.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from vla_robot.policy.config import RuntimeConfig
+from vla_robot.policy.cuda_graph import CudaGraphRunner
+from vla_robot.policy.types import ACTION_SPACES, Observation
+
+# the store's action-space names -> the runtime's
+ACTION_SPACE_NAMES = {"joint_position": "joint", "joint": "joint", "ee_delta": "ee_delta"}
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class VLAPolicy:
+    def __init__(self, model, info, config: RuntimeConfig | None = None, robot: str = "") -> None:
+        self.model = model
+        self.info = info
+        self.config = config or RuntimeConfig()
+        self.chunk_size = int(info.horizon)
+        self.action_dim = int(info.action_dim)
+        space = dict(info.action_space or {})
+        kind = space.get("type", "joint_position")
+        self.action_space = ACTION_SPACE_NAMES.get(kind, kind)
+        if self.action_space not in ACTION_SPACES:
+            raise ValueError(f"{info.path}: action_space type {kind!r} is not supported; allowed {list(ACTION_SPACE_NAMES)}")
+        self.robot = robot or space.get("robot", "")
+        self.control_hz = space.get("control_rate_hz")
+        self.joint_names = tuple(space.get("joint_names") or space.get("names") or ())
+        self.camera_names = tuple(info.cameras)
+        self.state_dim = int(info.state_dim)
+        self.device = model.device
+        self.decoder = model.decoder
+        graph = {"auto": None, "on": True, "off": False}[self.config.cuda_graph]
+        self.head = CudaGraphRunner(self.decoder, enabled=graph)
+        self.instruction = ""
+
+    @classmethod
+    def load(cls, path, config: RuntimeConfig | None = None) -> "VLAPolicy":
+        from vla_robot.models.bundle import load_bundle
+
+        config = config or RuntimeConfig()
+        model, info = load_bundle(path, device=config.device, dtype=TORCH_DTYPES[config.dtype])
+        return cls(model, info, config)
+
+    def reset(self, instruction: str, episode: dict | None = None) -> None:
+        self.instruction = instruction
+
+    def describe(self) -> dict:
+        return {
+            "kind": "vla",
+            "path": str(self.info.path),
+            "family": self.info.config.family,
+            "cameras": list(self.camera_names),
+            "horizon": self.chunk_size,
+            "action_dim": self.action_dim,
+            "action_space": self.action_space,
+            "device": str(self.device),
+            "cuda_graph_head": self.head.active,
+        }
+
+    # -- inference ----------------------------------------------------------------------
+    def _images(self, obs: Observation) -> dict[str, torch.Tensor]:
+        out = {}
+        for name in self.camera_names:
+            img = np.ascontiguousarray(obs.images[name])
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                raise ValueError(f"camera {name!r}: expected uint8 HxWx3, got {img.dtype} {img.shape}")
+            out[name] = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0)
+        return out
+
+    def _state(self, obs: Observation) -> torch.Tensor | None:
+        if not self.state_dim:
+            return None
+        state = np.asarray(obs.state, dtype=np.float32)[: self.state_dim]
+        if state.shape != (self.state_dim,):
+            raise ValueError(f"state has {state.shape[0]} values, the bundle expects {self.state_dim}")
+        return torch.from_numpy(state).unsqueeze(0).to(self.device, non_blocking=True)
+
+    @torch.inference_mode()
+    def predict(self, images: dict[str, torch.Tensor], instructions: list[str], state: torch.Tensor | None):
+        """Batched chunk (B, H, D) on the model device + stage timings: the runtime's forward."""
+        cuda = self.device.type == "cuda"
+        t0 = time.perf_counter()
+        inputs = self.model.preprocess(images, instructions)
+        t1 = time.perf_counter()
+        if cuda:
+            ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+            ev[0].record()
+        hidden = self.model.encode_inputs(inputs)
+        if cuda:
+            ev[1].record()
+        chunk = self.head(hidden, state) if state is not None else self.head(hidden)
+        if cuda:
+            ev[2].record()
+        chunk_host = chunk.float().cpu()
+        t_end = time.perf_counter()
+        timings = {"preprocess": t1 - t0, "total": t_end - t0}
+        if cuda:
+            timings["vlm"] = ev[0].elapsed_time(ev[1]) / 1e3
+            timings["head"] = ev[1].elapsed_time(ev[2]) / 1e3
+        else:
+            timings["vlm"] = timings["head"] = float("nan")
+        return chunk_host, timings
+
+    def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
+        if self.info.config.target == "discrete":
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                chunk = self.model.predict_action(self._images(obs), [obs.instruction or self.instruction])
+            return chunk[0].float().cpu().numpy(), {"total": time.perf_counter() - t0}
+        if self.device.type != "cuda":
+            return self._infer_cpu(obs)
+        chunk, timings = self.predict(self._images(obs), [obs.instruction or self.instruction], self._state(obs))
+        return chunk[0].numpy().astype(np.float64), timings
+
+    @torch.inference_mode()
+    def _infer_cpu(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
+        """Same stages as ``predict``, timed with the host clock (CPU work is synchronous)."""
+        t0 = time.perf_counter()
+        inputs = self.model.preprocess(self._images(obs), [obs.instruction or self.instruction])
+        t1 = time.perf_counter()
+        hidden = self.model.encode_inputs(inputs)
+        t2 = time.perf_counter()
+        state = self._state(obs)
+        chunk = self.head(hidden, state) if state is not None else self.head(hidden)
+        t3 = time.perf_counter()
+        out = chunk[0].float().numpy().astype(np.float64)
+        return out, {"preprocess": t1 - t0, "vlm": t2 - t1, "head": t3 - t2, "total": time.perf_counter() - t0}

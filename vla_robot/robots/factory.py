@@ -1,0 +1,55 @@
+"""Build a Robot from a name and flat parameters (what a ROS node or CLI flag provides).
+
+``port="virtual://"`` puts a byte-level virtual servo chain on the wire instead of a
+USB adapter: a dry run of the real driver and SDK without hardware.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ROBOT_KINDS = ("widowx", "so100", "sim")
+
+
+def _virtual_factory(kind: str, ids):
+    from vla_robot.robots.virtual_servos import virtual_chain
+
+    chain = virtual_chain(kind, ids)
+    return chain, (lambda port, baudrate: chain)
+
+
+def make_robot(kind: str, **params: Any):
+    """``kind``: widowx | so100 | sim. Unknown parameters raise, naming the allowed ones."""
+    if kind == "widowx":
+        from dataclasses import fields
+
+        from vla_robot.robots.widowx import WidowX250, WidowXConfig
+
+        allowed = {f.name for f in fields(WidowXConfig)}
+        _check(kind, params, allowed)
+        config = WidowXConfig(**params)
+        factory = _virtual_factory("dynamixel", config.motor_ids)[1] if config.port.startswith("virtual://") else None
+        return WidowX250(config, serial_factory=factory)
+    if kind == "so100":
+        from dataclasses import fields
+
+        from vla_robot.robots.so100 import SO100Arm, SO100Config
+
+        allowed = {f.name for f in fields(SO100Config)}
+        _check(kind, params, allowed)
+        config = SO100Config(**params)
+        robot = SO100Arm(config)
+        if config.port.startswith("virtual://"):
+            robot = SO100Arm(config, serial_factory=_virtual_factory("feetech", robot.ids)[1])
+        return robot
+    if kind == "sim":
+        from vla_robot.robots.twin_factory import make_twin_robot
+
+        return make_twin_robot(**params)
+    raise ValueError(f"unknown robot kind {kind!r}; choose one of {ROBOT_KINDS}")
+
+
+def _check(kind: str, params: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(f"{kind}: unknown parameters {unknown}; allowed {sorted(allowed)}")

@@ -1,0 +1,314 @@
+"""Arm node: JointState out (>= 50 Hz on hardware), joint targets in, torque and e-stop services.
+
+Commands arrive as ``trajectory_msgs/JointTrajectory`` (final point) on ``joint_trajectory``
+or as ``sensor_msgs/JointState`` on ``joint_command``. Every command goes through the
+driver's ``JointLimitClamp``; malformed ones (unknown joints, NaN, wrong count) are
+rejected, counted in diagnostics and logged, and never reach the arm.
+
+With ``robot:=sim`` the node owns the twin's clock: every control tick it applies the
+latest command for exactly one control period, publishes the joint state stamped with
+the twin's time, and tells the twin cameras to render that same step.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+
+import mujoco
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+from diagnostic_msgs.msg import DiagnosticArray
+
+from vla_robot.robots.limits import NonFiniteCommandError
+from vla_robot.ros import diagnostics
+from vla_robot.ros.conversions import MessageError, from_time, joint_positions_from_msg, joint_state_msg, targets_from_trajectory
+from vla_robot.ros.executor import spin_single
+from vla_robot.ros.params import declare
+from vla_robot.ros.qos import sensor_qos, COMMAND_QOS, LATCHED_QOS
+
+PARAMS = {
+    "sensor_qos": "sensor_data",  # sensor_data (best effort) | reliable (composed stacks)
+    "robot": "sim",  # sim | widowx | so100
+    "port": "",  # serial port (hardware); "virtual://" for a dry run on a virtual bus
+    "baudrate": 1_000_000,
+    "calibration_path": "",  # SO-100 calibration JSON
+    "publish_rate_hz": 50.0,  # JointState rate on hardware
+    "control_rate_hz": 10.0,  # sim: control periods per second of sim time
+    "rate_factor": 1.0,  # sim: sim seconds per wall second (2.0 runs twice as fast as real time)
+    "lockstep": False,  # sim: wait (<= lockstep_timeout_s) for the teleop's answer to the last state
+    "lockstep_timeout_s": 0.5,
+    "torque_on_start": True,  # false for a leader arm moved by hand
+    "sim_robot": "widowx250",  # sim only: widowx250 | so100 arm model in the twin
+    "task": "grinning_face",  # sim only
+    "seed": 0,  # sim only: episode seeds are seed, seed+1, ...
+    "cameras": "third_person,wrist",  # sim only
+    "image_width": 128,  # sim only
+    "image_height": 128,  # sim only
+    "frame_prefix": "",
+}
+
+
+class ArmNode(Node):
+    def __init__(self, overrides: dict | None = None, robot=None, twin=None, twin_lock=None, name: str = "arm", context=None):
+        super().__init__(name, context=context)
+        self.p = declare(self, PARAMS, overrides)
+        self._sensor_qos = sensor_qos(self.p.sensor_qos)
+        self.twin = twin
+        self.twin_lock = twin_lock or threading.RLock()
+        self.robot = robot or self._make_robot()
+        self.spec = self.robot.spec
+        self.names = list(self.spec.joint_names)
+        self.rejected = 0
+        self.refused = 0
+        self.bus_errors = 0
+        self.overruns = 0
+        self.last_error = ""
+        self.step_listeners: list = []  # sim: callables(stamp) run after each step (twin cameras)
+        self.state_log: deque = deque(maxlen=20000)  # sim: (stamp, positions, qpos, episode seed) per step
+        self.command_log: deque = deque(maxlen=20000)  # sim: (step stamp, command stamp, targets) applied
+        self._command: tuple[float, np.ndarray] | None = None
+        self._answered: float | None = None  # stamp of the state the last applied command answered
+        self._previous_state_stamp = 0.0
+        self._command_lock = threading.Lock()
+        self._epoch = time.time()  # sim stamps: epoch + twin time, monotonic across resets
+        self._seed = int(self.p.seed)
+        self.state_pub = self.create_publisher(JointState, "joint_states", self._sensor_qos)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.instruction_pub = self.create_publisher(String, "instruction", LATCHED_QOS)
+        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, COMMAND_QOS)
+        self.create_subscription(JointState, "joint_command", self._on_joint_command, COMMAND_QOS)
+        self.create_service(SetBool, "~/torque", self._srv_torque)
+        self.create_service(Trigger, "~/estop", self._srv_estop)
+        self.create_service(Trigger, "~/release_estop", self._srv_release)
+        self.robot.connect()
+        if self.is_sim:
+            self.create_service(Trigger, "~/reset", self._srv_reset)
+            self.create_service(Trigger, "~/evaluate", self._srv_evaluate)
+            self._publish_instruction()
+            self._stop = threading.Event()
+            self._sim_thread = threading.Thread(target=self._sim_loop, name="twin-clock", daemon=True)
+            self._sim_thread.start()
+        else:
+            if not self.p.torque_on_start and hasattr(self.robot, "set_torque"):
+                self.robot.set_torque(False)
+            self.create_timer(1.0 / self.p.publish_rate_hz, self._hw_tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    @property
+    def is_sim(self) -> bool:
+        return self.twin is not None
+
+    def _make_robot(self):
+        from vla_robot.robots.factory import make_robot
+
+        p = self.p
+        if p.robot == "sim":
+            from sim import Twin, TwinConfig, TwinRobot
+
+            cams = tuple(c for c in p.cameras.split(",") if c)
+            self.twin = Twin(TwinConfig(robot=p.sim_robot, task=p.task, cameras=cams, seed=p.seed,
+                                        image_size=(p.image_width, p.image_height), control_rate_hz=p.control_rate_hz))
+            return TwinRobot(self.twin)
+        params = {"port": p.port, "baudrate": p.baudrate}
+        if p.robot == "so100" and p.calibration_path:
+            params["calibration_path"] = p.calibration_path
+        return make_robot(p.robot, **params)
+
+    # -- commands ------------------------------------------------------------------------
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        self._accept(lambda: targets_from_trajectory(msg, self.names), from_time(msg.header.stamp))
+
+    def _on_joint_command(self, msg: JointState) -> None:
+        self._accept(lambda: joint_positions_from_msg(msg, self.names), from_time(msg.header.stamp))
+
+    def _accept(self, parse, stamp: float) -> None:
+        try:
+            targets = parse()
+        except MessageError as exc:
+            self.rejected += 1
+            self.last_error = str(exc)
+            self.get_logger().warning(f"command rejected: {exc}", throttle_duration_sec=1.0)
+            return
+        if self.is_sim:
+            with self._command_lock:
+                self._command = (stamp, targets)
+            return
+        self._send(targets)
+
+    def _send(self, targets: np.ndarray) -> None:
+        try:
+            self.robot.send_joint_targets(targets)
+        except (NonFiniteCommandError, ValueError, RuntimeError) as exc:
+            self.refused += 1
+            self.last_error = str(exc)
+            self.get_logger().warning(f"command refused: {exc}", throttle_duration_sec=1.0)
+
+    # -- state ---------------------------------------------------------------------------
+    def stamp_of(self, sim_time: float) -> float:
+        return self._epoch + sim_time
+
+    def _hw_tick(self) -> None:
+        try:
+            state = self.robot.read_state()
+        except Exception as exc:  # a bus glitch must not stop the node
+            self.bus_errors += 1
+            self.last_error = str(exc)
+            self.get_logger().warning(f"read failed: {exc}", throttle_duration_sec=1.0)
+            return
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        self.state_pub.publish(joint_state_msg(self.names, state.positions, state.velocities, stamp))
+
+    def _sim_loop(self) -> None:
+        """The twin's clock. One thread steps and renders, because an EGL context belongs to
+        the thread that made it current (executor threads would take turns and fail)."""
+        period = 1.0 / (self.p.control_rate_hz * self.p.rate_factor)
+        next_tick = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._sim_tick()
+                except Exception as exc:  # keep the clock running; report
+                    self.bus_errors += 1
+                    self.last_error = f"sim step failed: {exc}"
+                    self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
+                next_tick += period
+                delay = next_tick - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_tick = time.monotonic()  # overrun: do not try to catch up in a burst
+                    self.overruns += 1
+        finally:
+            with self.twin_lock:
+                self.twin.close()  # renderers die in the thread that owns their GL context
+
+    def _await_command(self) -> None:
+        """Lock-step over DDS: when the teleop answered the previous state, wait for its answer
+        to the latest one, so each published state gets exactly its own command."""
+        last = self.state_log[-1][0] if self.state_log else None
+        if last is None or self._answered is None or abs(self._answered - self._previous_state_stamp) > 1e-6:
+            return
+        deadline = time.monotonic() + self.p.lockstep_timeout_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            with self._command_lock:
+                if self._command is not None and abs(self._command[0] - last) < 1e-6:
+                    return
+            time.sleep(0.0005)
+
+    def _sim_tick(self) -> None:
+        if self.p.lockstep:
+            self._await_command()
+        with self._command_lock:
+            command = self._command
+        if command is not None and self.state_log:
+            self._answered = command[0]
+            self._previous_state_stamp = self.state_log[-1][0]
+        with self.twin_lock:
+            step_stamp = self.stamp_of(self.twin.sim_time)
+            if command is not None:
+                try:
+                    self.robot.send_joint_targets(command[1])
+                    self.command_log.append((step_stamp, command[0], command[1]))
+                except (NonFiniteCommandError, ValueError) as exc:
+                    self.refused += 1
+                    self.last_error = str(exc)
+                    self.robot.hold()
+            else:
+                self.robot.hold()
+            mujoco.mj_kinematics(self.twin.model, self.twin.data)  # after mj_step, poses lag qpos by a substep:
+            mujoco.mj_camlight(self.twin.model, self.twin.data)  # refresh them so renders show this very step
+            state = self.robot.read_state()
+            stamp = self.stamp_of(state.stamp)
+            self.state_log.append((stamp, state.positions.copy(), self.twin.data.qpos.copy(), self._seed))
+            self.state_pub.publish(joint_state_msg(self.names, state.positions, state.velocities, stamp))
+            for listener in self.step_listeners:
+                listener(stamp)
+
+    # -- services ------------------------------------------------------------------------
+    def _srv_torque(self, request, response):
+        try:
+            self.robot.set_torque(bool(request.data)) if hasattr(self.robot, "set_torque") else None
+            response.success, response.message = True, f"torque {'on' if request.data else 'off'}"
+        except Exception as exc:
+            response.success, response.message = False, str(exc)
+        return response
+
+    def _srv_estop(self, request, response):
+        if hasattr(self.robot, "estop"):
+            self.robot.estop()
+            response.success, response.message = True, "e-stop active: torque off, commands refused"
+        else:
+            with self._command_lock:
+                self._command = None  # the twin simply holds its pose
+            response.success, response.message = True, "e-stop: twin holds its pose"
+        self.get_logger().error("E-STOP")
+        return response
+
+    def _srv_release(self, request, response):
+        if hasattr(self.robot, "release_estop"):
+            self.robot.release_estop()
+        response.success, response.message = True, "e-stop released (enable torque to move)"
+        return response
+
+    def reset_twin(self) -> dict:
+        with self.twin_lock:
+            self._epoch = self.stamp_of(self.twin.sim_time) + 1.0  # a visible gap between episodes
+            self._seed += 1
+            info = self.twin.reset(self._seed)
+            self.robot.connect()
+            with self._command_lock:
+                self._command = None
+        self._publish_instruction()
+        return info
+
+    def _srv_reset(self, request, response):
+        info = self.reset_twin()
+        response.success, response.message = True, json.dumps({"seed": self._seed, "instruction": info["instruction"]})
+        return response
+
+    def _srv_evaluate(self, request, response):
+        with self.twin_lock:
+            result = self.twin.evaluate()
+        response.success, response.message = bool(result["success"]), json.dumps(result, default=str)
+        return response
+
+    def _publish_instruction(self) -> None:
+        self.instruction_pub.publish(String(data=self.twin.episode.instruction))
+
+    def _publish_diagnostics(self) -> None:
+        clamp = getattr(self.robot, "clamp", None)
+        values = {
+            "robot": self.spec.name,
+            "commands_rejected": self.rejected,
+            "commands_refused": self.refused,
+            "position_clamps": getattr(clamp, "position_clamps", 0),
+            "velocity_clamps": getattr(clamp, "velocity_clamps", 0),
+            "bus_errors": self.bus_errors,
+            "estopped": getattr(self.robot, "estopped", False),
+            "sim_overruns": self.overruns,
+            "last_error": self.last_error,
+        }
+        level = diagnostics.WARN if (self.rejected or self.refused or self.bus_errors) else diagnostics.OK
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        self.diag_pub.publish(diagnostics.diagnostic_array(f"{self.get_name()}: arm", self.spec.name, level,
+                                                           self.last_error or "ok", values, stamp))
+
+    def close(self) -> None:
+        if self.is_sim:
+            self._stop.set()
+            self._sim_thread.join(timeout=5.0)
+        try:
+            self.robot.close()
+        except Exception:
+            pass
+
+
+def main(args=None) -> None:
+    spin_single(ArmNode, args)

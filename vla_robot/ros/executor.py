@@ -1,0 +1,84 @@
+"""Run several nodes in one process: the embedded default composes the stack this way."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+
+
+def local_dds_env() -> None:
+    """Discovery never leaves this host unless the operator set otherwise."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", "61")
+
+
+class ComposedProcess:
+    """A private rclpy context + a multi-threaded executor spinning in a background thread."""
+
+    def __init__(self, threads: int = 4):
+        local_dds_env()
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self.nodes = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._spin, name="ros-executor", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception as exc:
+            if self.context.ok():  # a real failure, not a shutdown race
+                import traceback
+
+                traceback.print_exc()
+                raise exc
+
+    def shutdown(self) -> None:
+        for node in self.nodes:
+            close = getattr(node, "close", None)
+            if close:
+                close()
+        self.executor.shutdown(timeout_sec=2.0)
+        for node in self.nodes:
+            node.destroy_node()
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
+        if self._thread:
+            self._thread.join(timeout=5.0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+
+def spin_single(node_factory, args=None) -> None:
+    """Entry point body for a one-node executable (``ros2 run`` / launch)."""
+    local_dds_env()
+    rclpy.init(args=args)
+    node = node_factory()
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close = getattr(node, "close", None)
+        if close:
+            close()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

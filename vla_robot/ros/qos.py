@@ -1,0 +1,27 @@
+"""QoS profiles shared by every node, so publishers and subscribers always match."""
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+# Images and joint states: best effort, keep the newest few (rviz and rosbag2 accept this).
+SENSOR_QOS = qos_profile_sensor_data
+# Commands and episode control: reliable, a short queue so a stale burst is not replayed.
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+# The current instruction: late joiners get the last one.
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+# Reliable variant for an in-process composed stack (vla-robot collect), where every frame counts.
+RELIABLE_SENSOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.VOLATILE)
+SENSOR_QOS_KINDS = ("sensor_data", "reliable")
+
+
+def sensor_qos(kind: str) -> QoSProfile:
+    """``sensor_data`` (best effort; the default, matches any publisher) or ``reliable``
+    (both ends must say so: a reliable reader does not match a best-effort writer)."""
+    if kind == "sensor_data":
+        return SENSOR_QOS
+    if kind == "reliable":
+        return RELIABLE_SENSOR_QOS
+    raise ValueError(f"sensor_qos {kind!r} unknown; choose one of {SENSOR_QOS_KINDS}")

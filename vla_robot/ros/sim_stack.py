@@ -1,0 +1,181 @@
+"""The collection stack on the twin, composed in one process: arm (twin clock), one camera
+node per twin camera, scripted-expert teleop and the recorder, all talking over real DDS.
+
+Used by ``vla-robot collect --robot sim``, the twin launch file's executable, the
+end-to-end tests and the collection benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+from rclpy.node import Node
+from std_msgs.msg import Bool
+from std_srvs.srv import SetBool, Trigger
+
+from vla_robot.ros.executor import ComposedProcess
+from vla_robot.ros.qos import LATCHED_QOS
+
+
+@dataclass(frozen=True)
+class SimStackConfig:
+    store: str
+    robot: str = "widowx250"  # twin arm: widowx250 | so100
+    task: str = "grinning_face"
+    n_cards: int = 4  # emoji cards on the table
+    split: str = "train"  # emoji split the cards are drawn from (sim.emoji)
+    layout_seed: int | None = None  # fixed card/cube layout for every episode (None: random)
+    cameras: tuple[str, ...] = ("third_person", "wrist")
+    width: int = 128
+    height: int = 128
+    control_rate_hz: float = 10.0
+    rate_factor: float = 2.0  # sim seconds per wall second
+    seed: int = 0
+    encoding: str = "jpeg"
+    quality: int = 90
+    max_steps: int = 150  # an episode is cut (and saved as a failure) after this many steps
+    preview_path: str = ""
+    record: bool = True  # False: the twin, cameras and teleop only (twin.launch.py)
+    teleop_enabled: bool = False  # the scripted expert drives at once (otherwise per episode)
+
+
+class SimStack:
+    def __init__(self, config: SimStackConfig, threads: int = 6):
+        from sim import ScriptedExpert, Twin, TwinCamera, TwinConfig, TwinRobot
+
+        from vla_robot.ros.arm_node import ArmNode
+        from vla_robot.ros.camera_node import CameraNode
+        from vla_robot.ros.teleop_node import TeleopNode
+
+        c = config
+        self.config = c
+        self.twin = Twin(TwinConfig(robot=c.robot, task=c.task, n_cards=c.n_cards, split=c.split, layout_seed=c.layout_seed, cameras=c.cameras, image_size=(c.width, c.height),
+                                    control_rate_hz=c.control_rate_hz, seed=c.seed, max_steps=max(c.max_steps, 1)))
+        self.twin_lock = threading.RLock()
+        self.expert = ScriptedExpert(self.twin)
+        self.process = ComposedProcess(threads=threads)
+        ctx = self.process.context
+        self.arm = self.process.add(ArmNode({"robot": "sim", "control_rate_hz": c.control_rate_hz,
+                                             "rate_factor": c.rate_factor, "seed": c.seed, "sim_robot": c.robot,
+                                             "sensor_qos": "reliable", "lockstep": True},
+                                            robot=TwinRobot(self.twin), twin=self.twin, twin_lock=self.twin_lock, context=ctx))
+        self.cameras = []
+        for name in c.cameras:
+            node = self.process.add(CameraNode({"source": "twin", "camera_name": name, "width": c.width,
+                                                "height": c.height, "fps": c.control_rate_hz, "sensor_qos": "reliable"},
+                                               camera=TwinCamera(self.twin, name), context=ctx))
+            self.arm.step_listeners.append(node.on_twin_step)
+            self.cameras.append(node)
+        self.teleop = self.process.add(TeleopNode({"mode": "scripted", "robot": c.robot, "enabled": c.teleop_enabled,
+                                                   "sensor_qos": "reliable"},
+                                                  expert=self.expert, twin_lock=self.twin_lock, context=ctx))
+        self.recorder = None
+        if c.record:
+            from vla_robot.ros.recorder_node import RecorderNode
+
+            self.recorder = self.process.add(RecorderNode({
+                "store": c.store, "sensor_qos": "reliable", "robot": c.robot, "cameras": ",".join(c.cameras), "width": c.width,
+                "height": c.height, "control_rate_hz": c.control_rate_hz, "encoding": c.encoding,
+                "quality": c.quality, "auto_reset_service": "/arm/reset", "preview_path": c.preview_path,
+                "max_wait_s": max(0.5, 3.0 / (c.control_rate_hz * c.rate_factor)),
+            }, context=ctx))
+        self.operator = self.process.add(OperatorClient(context=ctx))
+        self.process.start()
+
+    def record_episodes(self, n: int, progress=None, timeout_s: float = 120.0) -> list[dict]:
+        """The sim operator: per episode start, enable the expert, wait for it, save with the twin's verdict.
+
+        Everything goes through the recorder's and arm's ROS services; the recorder resets
+        the twin after each save.
+        """
+        op = self.operator
+        results = []
+        op.wait_for_services(["/recorder/start", "/recorder/save", "/arm/evaluate", "/teleop/enable"], timeout_s=30.0)
+        for episode in range(n):
+            op.wait_instruction_ready(self.recorder, self.twin)
+            with self.twin_lock:
+                self.expert.reset()  # plan for this episode before "done" is read
+            previous = self.twin.episode
+            started = op.call(Trigger, "/recorder/start")
+            if not started.success:
+                raise RuntimeError(f"episode {episode}: start refused: {started.message}")
+            op.call(SetBool, "/teleop/enable", data=True)
+            steps0 = self.twin.steps
+            deadline = time.monotonic() + timeout_s
+            while not self.expert.done and self.twin.steps - steps0 < self.config.max_steps:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"episode {episode}: the expert did not finish within {timeout_s}s")
+                time.sleep(0.02)
+            time.sleep(2.0 / (self.config.control_rate_hz * self.config.rate_factor))  # the last action lands
+            op.call(SetBool, "/teleop/enable", data=False)
+            verdict = json.loads(op.call(Trigger, "/arm/evaluate").message)
+            saved = op.call(SetBool, "/recorder/save", data=bool(verdict["success"]))
+            if not saved.success:
+                raise RuntimeError(f"episode {episode}: save failed: {saved.message}")
+            deadline = time.monotonic() + 10.0
+            while self.twin.episode is previous and time.monotonic() < deadline:
+                time.sleep(0.01)  # the recorder's auto-reset has not reached the twin yet
+            results.append({"episode": episode, "success": bool(verdict["success"]),
+                            "instruction": verdict["instruction"], "message": saved.message})
+            if progress is not None:
+                progress(results[-1])
+        return results
+
+    def shutdown(self) -> None:
+        self.process.shutdown()  # the arm node's clock thread closes the twin's renderers
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+
+class OperatorClient(Node):
+    """Calls episode services over DDS like an operator's tool would."""
+
+    def __init__(self, context=None):
+        super().__init__("sim_operator", context=context)
+        self._service_clients: dict[str, object] = {}
+        self.instruction = ""
+        from std_msgs.msg import String
+
+        self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS)
+
+    def _on_instruction(self, msg) -> None:
+        self.instruction = msg.data
+
+    def _client(self, srv_type, name):
+        if name not in self._service_clients:
+            self._service_clients[name] = self.create_client(srv_type, name)
+        return self._service_clients[name]
+
+    def wait_for_services(self, names, timeout_s: float) -> None:
+        types = {"/recorder/start": Trigger, "/recorder/save": SetBool, "/arm/evaluate": Trigger,
+                 "/teleop/enable": SetBool}
+        for name in names:
+            if not self._client(types[name], name).wait_for_service(timeout_sec=timeout_s):
+                raise TimeoutError(f"service {name} not available after {timeout_s}s")
+
+    def wait_instruction_ready(self, recorder, twin, timeout_s: float = 10.0) -> None:
+        """After an auto-reset the twin's new instruction must reach the recorder before start."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if recorder._pending_instruction == twin.episode.instruction:
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"the recorder did not receive the instruction {twin.episode.instruction!r}")
+
+    def call(self, srv_type, name, timeout_s: float = 30.0, **fields):
+        client = self._client(srv_type, name)
+        request = srv_type.Request(**fields)
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {name} did not answer within {timeout_s}s")
+            time.sleep(0.005)
+        return future.result()
