@@ -119,7 +119,12 @@ def big_model(tmp: Path):
                              horizon=10, action_space={"type": "joint_position"}, weights="merged", stats=STATS7)
 
 
-def bench_step(model, info, device: str, dtype: str, steps: int) -> dict:
+def bench_step(model, info, device: str, dtype: str, steps: int, compiled: bool = False) -> dict:
+    """Per-stage latency of ``VLAPolicy.infer`` (640x480 camera frame in, chunk on the host out).
+
+    Modes, all in this run: eager head (baseline), CUDA-graph head, and (``compiled``) CUDA-graph
+    head + VLM compiled with reduce-overhead on a 32-token prompt bucket (last: it compiles the model).
+    """
     from vla_robot.policy.config import RuntimeConfig
     from vla_robot.policy.types import Observation
     from vla_robot.policy.vla_policy import VLAPolicy
@@ -128,21 +133,32 @@ def bench_step(model, info, device: str, dtype: str, steps: int) -> dict:
     obs = Observation({"third_person": rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)}, rng.normal(size=7),
                       "put the cube on the grinning face")
     out = {"params": sum(p.numel() for p in model.parameters()), "camera": "640x480 RGB -> model size"}
-    modes = ["off", "on"] if device == "cuda" else ["off"]
-    for mode in modes:
-        pol = VLAPolicy(model, info, RuntimeConfig(device=device, dtype=dtype, cuda_graph=mode))
+    modes = {"eager_head": {"cuda_graph": "off"}}
+    if device == "cuda":
+        modes["graph_head"] = {"cuda_graph": "on"}
+        if compiled:
+            modes["graph_head_vlm_compiled"] = {"cuda_graph": "on", "vlm_compile": "reduce-overhead", "prompt_bucket": 32}
+    for name, extra in modes.items():
+        t0 = time.perf_counter()
+        pol = VLAPolicy(model, info, RuntimeConfig(device=device, dtype=dtype, **extra))
         for _ in range(3):
             pol.infer(obs)
+        warm_s = time.perf_counter() - t0
         per_stage: dict[str, list[float]] = {}
         for _ in range(steps):
             _, t = pol.infer(obs)
             for k, v in t.items():
                 per_stage.setdefault(k, []).append(v)
-        out["graph_head" if mode == "on" else "eager_head"] = {k: stats_ms(v) for k, v in per_stage.items()}
+        out[name] = {k: stats_ms(v) for k, v in per_stage.items()}
+        out[name]["warmup_s"] = warm_s
     if device == "cuda":
         e, g = out["eager_head"], out["graph_head"]
         out["head_speedup_p50"] = e["head"]["p50_ms"] / g["head"]["p50_ms"]
         out["total_speedup_p50"] = e["total"]["p50_ms"] / g["total"]["p50_ms"]
+        if "graph_head_vlm_compiled" in out:
+            c = out["graph_head_vlm_compiled"]
+            out["vlm_compiled_speedup_p50"] = e["vlm"]["p50_ms"] / c["vlm"]["p50_ms"]
+            out["compiled_total_speedup_p50"] = e["total"]["p50_ms"] / c["total"]["p50_ms"]
     return out
 
 
@@ -229,6 +245,7 @@ def bench_jitter(model, info, seconds: float, inference_ms: float) -> dict:
                 try:
                     twin.reset(0)
                     loop.start_episode(twin.episode.instruction)
+                    loop.warmup()
                     loop.run(int(seconds * hz))
                     rep = loop.report()
                 finally:
@@ -254,6 +271,7 @@ def main() -> int:
     p.add_argument("--jitter-seconds", type=float, default=4.0, help="wall seconds per jitter run")
     p.add_argument("--inference-ms", type=float, default=60.0, help="jitter section: inference time per chunk")
     p.add_argument("--no-compile", action="store_true", help="cuda: skip the torch.compile'd VLM")
+    p.add_argument("--no-runtime-compile", action="store_true", help="cuda: skip the compiled-VLM runtime mode")
     p.add_argument("--no-3b", action="store_true", help="cuda: skip the PaliGemma-3B-sized model")
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -273,9 +291,10 @@ def main() -> int:
         del model
         if device == "cuda" and not args.no_3b:
             model, info = big_model(tmp)
-            results["step_3b_bf16"] = bench_step(model, info, device, "bfloat16", steps)
-            if not args.no_compile:
+            if not args.no_compile:  # raw encode first: the runtime mode below compiles the model in place
                 results["compile_3b_vlm"] = bench_compile(model, info, max(20, steps // 4))
+            results["step_3b_bf16"] = bench_step(model, info, device, "bfloat16", steps,
+                                                 compiled=not args.no_runtime_compile)
     results["wall_s"] = time.perf_counter() - t0
     out = Path(args.out or ROOT / "bench" / "results" / f"bench_policy_{device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -297,12 +316,16 @@ def print_table(r: dict) -> None:
         if key not in r:
             continue
         print(f"\n{key} ({r[key]['params'] / 1e6:.1f} M params)   stage: p50 / p99 ms")
-        for mode in ("eager_head", "graph_head"):
+        for mode in ("eager_head", "graph_head", "graph_head_vlm_compiled"):
             if mode in r[key]:
-                row = "  ".join(f"{k} {v['p50_ms']:.2f}/{v['p99_ms']:.2f}" for k, v in r[key][mode].items())
-                print(f"  {mode:10s} {row}")
+                row = "  ".join(f"{k} {v['p50_ms']:.2f}/{v['p99_ms']:.2f}" for k, v in r[key][mode].items()
+                                if isinstance(v, dict))
+                print(f"  {mode:24s} {row}")
         if "head_speedup_p50" in r[key]:
             print(f"  head speed-up x{r[key]['head_speedup_p50']:.2f}, step speed-up x{r[key]['total_speedup_p50']:.3f}")
+        if "compiled_total_speedup_p50" in r[key]:
+            print(f"  compiled VLM: vlm x{r[key]['vlm_compiled_speedup_p50']:.2f}, "
+                  f"step x{r[key]['compiled_total_speedup_p50']:.2f} vs eager")
     if "compile_3b_vlm" in r:
         c = r["compile_3b_vlm"]
         print(f"\nVLM forward, fixed bucket of {c['bucket_tokens']} tokens: eager p50 {c['eager']['p50_ms']:.2f} ms")

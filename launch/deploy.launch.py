@@ -49,7 +49,8 @@ def _nodes(context):
     actions = []
     if robot == "sim":
         twin = os.path.join(get_package_share_directory(PACKAGE), "launch", "twin.launch.py")
-        actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(twin)))
+        actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(twin),
+                                                launch_arguments={"cameras": arg["cameras"]}.items()))
     else:
         arm_params = {"robot": robot, "port": arg["port"]}
         if arg["calibration_path"]:

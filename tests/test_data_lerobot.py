@@ -41,6 +41,7 @@ def test_export_layout_and_roundtrip(store: EpisodeStore, tmp_path: Path) -> Non
     assert data.column_names == [
         "observation.state",
         "action",
+        "vla_robot.stamps",
         "timestamp",
         "frame_index",
         "episode_index",
@@ -141,3 +142,11 @@ def test_real_lerobot_loads_our_export_and_we_import_its_dataset(store: EpisodeS
     assert imported.episode_meta(1)["instruction"] == "lerobot task 1" and imported.episode_length(1) == 14
     top = imported.read("images/top", 1)[:, 20, 30, 0].astype(int)
     assert np.abs(top - 8 * np.arange(14)).max() <= 6
+
+
+def test_roundtrip_keeps_per_stream_source_and_receive_stamps(store: EpisodeStore, tmp_path: Path) -> None:
+    out = to_lerobot(store, tmp_path / "lerobot", progress=False)
+    back = from_lerobot(out, tmp_path / "back.zarr", progress=False)
+    for e in range(3):
+        for stream in store.schema.streams():
+            np.testing.assert_array_equal(back.read(f"stamps/{stream}", e), store.read(f"stamps/{stream}", e))

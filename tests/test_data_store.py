@@ -268,6 +268,8 @@ def test_stats_match_numpy_and_are_stored_once(store: EpisodeStore) -> None:
     assert stored["key"]["num_frames"] == sum(LENGTHS)
     assert json.dumps(stored)  # plain JSON in the store
     np.testing.assert_allclose(EpisodeStore.open(store.url).stats()["state"]["mean"], state.mean(0))
+    with EpisodeStore.open(store.url) as reader:  # read-only: computed in memory, never written
+        reader.stats()
     store.drop_episode(1)  # stats go stale and are recomputed without the dropped episode
     kept = np.concatenate([eps[0]["state"], eps[2]["state"]]).astype(np.float64)
     np.testing.assert_allclose(store.stats()["state"]["mean"], kept.mean(0))
@@ -298,5 +300,18 @@ def test_direct_shard_writer_is_used_and_zarr_reads_its_shards(store: EpisodeSto
     assert store._shard_writer("state", store._array("data/state")) is None
     # zarr's own reader (index crc32c check included) decodes what the shard writer wrote
     raw = zarr.open_group(store.url, mode="r")
-    np.testing.assert_array_equal(raw["data/depth/front"][:, 1, 1], np.concatenate([500 + np.arange(n) for n in LENGTHS]))
-    np.testing.assert_array_equal(raw["data/images/wrist"][:], np.concatenate([store.read("images/wrist", e) for e in range(3)]))
+    np.testing.assert_array_equal(
+        raw["data/depth/front"][:, 1, 1], np.concatenate([500 + np.arange(n) for n in LENGTHS])
+    )
+    np.testing.assert_array_equal(
+        raw["data/images/wrist"][:], np.concatenate([store.read("images/wrist", e) for e in range(3)])
+    )
+
+
+def test_closing_a_writable_store_stores_current_stats(tmp_path: Path) -> None:
+    s = EpisodeStore.create(tmp_path / "s.zarr", demo_schema(), shard_frames=8)
+    write_demo_episodes(s, [6, 7])
+    s.close()
+    stored = zarr.open_group(tmp_path / "s.zarr", mode="r")["meta"].attrs["stats"]
+    assert stored["key"]["num_frames"] == 13
+    assert stored["stats"]["state"]["max"][0] == 1006.0

@@ -173,3 +173,19 @@ def test_calibration_file_errors_name_the_joint_and_allowed_values(tmp_path):
     path.write_text(json.dumps(cal))
     with pytest.raises(ValueError, match=r"missing joints \['gripper'\]"):
         load_calibration(path, SO100)
+
+
+def test_factory_builds_each_arm_and_names_allowed_parameters():
+    from vla_robot.robots.factory import make_robot
+
+    arm = make_robot("widowx", port="virtual://")
+    arm.connect()
+    assert arm.read_state().positions.shape == (7,)
+    so = make_robot("so100", port="virtual://")
+    so.connect()
+    so.send_joint_targets(np.zeros(6))
+    assert so.commands_sent == 1
+    with pytest.raises(ValueError, match="unknown parameters \\['speed'\\]"):
+        make_robot("widowx", speed=3)
+    with pytest.raises(ValueError, match="choose one of"):
+        make_robot("ur5")

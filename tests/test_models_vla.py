@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from _vla_fixtures import A, H, S, robot_batch, tiny_vla, toy_stats
+from models_fixtures import A, H, S, robot_batch, tiny_vla, toy_stats
 from vla_robot.models.bundle import load_bundle, save_bundle
 from vla_robot.models.config import VLAConfig
 from vla_robot.models.normalization import Normalizer
@@ -89,7 +89,7 @@ def test_missing_or_wrong_stats_error_clearly():
 
 
 def test_config_rejects_unknown_family_and_target():
-    with pytest.raises(ValueError, match="allowed: paligemma, qwen2_vl, idefics3"):
+    with pytest.raises(ValueError, match="allowed: paligemma, qwen2_vl, qwen2_5_vl, idefics3"):
         VLAConfig(family="llava", backbone="x", action_dim=7, horizon=4)
     with pytest.raises(ValueError, match="continuous, discrete"):
         VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, target="diffusion")

@@ -82,6 +82,7 @@ def test_sim_includes_the_twin_launch_and_policy_needs_a_bundle(monkeypatch):
     ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/tmp/bundle"})
     nodes = ns["_nodes"](ctx)
     assert nodes[0].args[0].args[0].endswith("launch/twin.launch.py")
+    assert dict(nodes[0].kwargs["launch_arguments"]) == {"cameras": "third_person"}
     assert nodes[-1].kwargs["executable"] == "policy_node"
     ns, ctx = load_launch_module(monkeypatch, {"robot": "widowx", "policy": ""})
     with pytest.raises(RuntimeError, match="policy:=PATH"):

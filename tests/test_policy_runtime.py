@@ -186,3 +186,34 @@ def test_stalled_inference_makes_the_loop_hold(twin):
         loop.close()
     assert all(r.holding for r in records)
     assert loop.report()["safety"]["inference_stall"] >= 3
+
+
+def test_prompt_bucket_pads_left_and_keeps_the_chunk_close(tiny_bundle):
+    """Bucketing (for one compiled VLM graph per bucket) pads on the left, masked, and moves the output
+    only by the position shift; two instructions of one bucket give inputs of one shape."""
+    from vla_robot.policy.loading import load_policy
+    from vla_robot.policy.vla_policy import pad_prompt
+
+    inputs = {"input_ids": torch.tensor([[5, 6, 7]]), "attention_mask": torch.ones(1, 3, dtype=torch.long),
+              "token_type_ids": torch.zeros(1, 3, dtype=torch.long), "pixel_values": torch.zeros(1, 3, 4, 4)}
+    out = pad_prompt(inputs, 8, pad_id=0)
+    assert out["input_ids"].tolist() == [[0, 0, 0, 0, 0, 5, 6, 7]]
+    assert out["attention_mask"].tolist() == [[0, 0, 0, 0, 0, 1, 1, 1]]
+    assert out["pixel_values"] is inputs["pixel_values"] and pad_prompt(inputs, 0, 0) is inputs
+
+    plain = load_policy(tiny_bundle, RuntimeConfig())
+    bucketed = load_policy(tiny_bundle, RuntimeConfig(prompt_bucket=32))
+    model = bucketed.model
+    rng = np.random.default_rng(3)
+    obs = random_obs(rng)
+    shapes = set()
+    for text in ("put the cube on the cat", "place the block onto the smiling face card"):
+        images = {"third_person": torch.from_numpy(obs.images["third_person"]).permute(2, 0, 1)[None]}
+        shapes.add(pad_prompt(model.preprocess(images, [text]), 32, bucketed.pad_id)["input_ids"].shape)
+    assert len(shapes) == 1
+    a, b = plain.infer(obs)[0], bucketed.infer(obs)[0]
+    assert a.shape == b.shape and np.all(np.isfinite(b))
+    with pytest.raises(ValueError, match="prompt_bucket"):
+        RuntimeConfig(prompt_bucket=-1)
+    with pytest.raises(ValueError, match="vlm_compile"):
+        RuntimeConfig(vlm_compile="max")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _vla_fixtures import robot_batch, tiny_vla
+from models_fixtures import robot_batch, tiny_vla
 from training.config import ConfigError, LoraSection, OptimConfig
 from training.schedule import build_optimizer
 from training.strategies import apply_strategy, merge_lora, part_of

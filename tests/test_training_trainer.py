@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from _vla_fixtures import record_twin_store, write_store
+from models_fixtures import record_twin_store, write_store
 from training.cli import main as vla_train
 from training.config import ConfigError, load_config
 from training.trainer import prepare, train
@@ -51,6 +51,16 @@ def test_bad_configs_fail_before_compute(setup, tmp_path):
     assert vla_train(_overrides(setup, tmp_path, "strategy.name=sparse")) == 2
 
 
+@pytest.mark.parametrize("name", ["lora_paligemma", "staged_paligemma", "cotrain_smolvlm"])
+def test_example_configs_load_and_validate(name):
+    from pathlib import Path
+
+    import training
+
+    cfg = load_config(Path(training.__file__).parent / "configs" / f"{name}.yaml", ["steps=5"])
+    assert cfg.steps == 5 and cfg.data.stores and cfg.model.backbone
+
+
 def test_resume_continues_with_the_same_losses(setup, tmp_path):
     full = load_config(None, _overrides(setup, tmp_path / "a", "steps=6", "strategy.name=lora"))
     train(full)
@@ -77,6 +87,10 @@ def test_staged_pipeline_end_to_end_and_bundle_reload(setup, tmp_path):
     assert (out / "curves.png").stat().st_size > 1000
     model, info = load_bundle(bundle)
     assert set(info.provenance["final_metrics"]) == {"stage1", "stage2"}
+    # re-running resumes both finished stages from their checkpoints instead of training again
+    stamp = (out / "stage2" / "history.jsonl").read_text()
+    model_again, _ = load_bundle(train(cfg))
+    assert (out / "stage2" / "history.jsonl").read_text() == stamp
     # stage 2 restarted from the stage-1 checkpoint gives the same bundle outputs
     cfg2 = load_config(None, _overrides(setup, tmp_path / "from_ckpt", "strategy.name=staged", "steps=3",
                                          f"strategy.stage1.checkpoint={out}/stage1/checkpoints/step_0000003",
@@ -87,13 +101,15 @@ def test_staged_pipeline_end_to_end_and_bundle_reload(setup, tmp_path):
     state = torch.randn(2, 7)
     a = model.predict_action(images, ["touch the emoji 1"] * 2, state)
     b = model2.predict_action(images, ["touch the emoji 1"] * 2, state)
-    assert torch.allclose(a, b, atol=1e-5)
+    c = model_again.predict_action(images, ["touch the emoji 1"] * 2, state)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
 
 
 @pytest.mark.parametrize("strategy", ["full", "freeze_vision", "freeze_llm", "head_only"])
-def test_cli_runs_each_strategy_and_writes_a_bundle(setup, tmp_path, strategy):
+def test_cli_runs_each_strategy_and_writes_a_bundle(setup, tmp_path, strategy, capsys):
     out = tmp_path / strategy
     assert vla_train(_overrides(setup, out, f"strategy.name={strategy}", "steps=2")) == 0
+    assert "trainable params:" in capsys.readouterr().out
     assert (out / "bundle" / "head.safetensors").is_file() and (out / "config.yaml").is_file()
     rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert "val_loss" in rows[-1]

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help=f"dotted key=value overrides; strategies: {', '.join(STRATEGIES)}")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--make-tiny-backbone", nargs=2, metavar=("FAMILY", "DIR"),
-                   help="write a tiny random backbone of FAMILY (paligemma|qwen2_vl|idefics3) to DIR and exit")
+                   help="write a tiny random backbone of FAMILY (paligemma|qwen2_vl|qwen2_5_vl|idefics3) to DIR and exit")
     p.add_argument("--image-size", type=int, default=32, help="image size of --make-tiny-backbone")
     return p
 

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from training.checkpoint import latest_checkpoint, load_checkpoint, load_trainable, save_checkpoint
-from training.config import ConfigError, LoraSection, StoreRef, TrainConfig, save_config
+from training.config import ConfigError, StoreRef, TrainConfig, save_config
 from training.data import RobotCollator, VQACollator, _generator, fixed_batches, mixture_loader
 from training.schedule import build_optimizer, warmup_cosine
 from training.strategies import apply_strategy, describe, merge_lora

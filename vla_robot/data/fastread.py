@@ -11,6 +11,7 @@ Used by ``VLADataset`` for local stores; remote stores go through zarr.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ MISSING = np.uint64(2**64 - 1)
 class FrameReader:
     """Decode frame ``t`` of one local sharded image array (``data/images/<cam>``)."""
 
-    def __init__(self, root: str, array: zarr.Array) -> None:
+    def __init__(self, root: str, array: zarr.Array, max_open_shards: int = 64) -> None:
         meta = array.metadata.to_dict()
         sharding = meta["codecs"][0]
         config = sharding.get("configuration", {})
@@ -41,11 +42,14 @@ class FrameReader:
         self._meta = array.metadata
         self._ndim = len(array.shape)
         self._index_bytes = 16 * self.shard_frames + 4
-        self._shards: dict[int, tuple[int, np.ndarray]] = {}
+        self._max_open = max_open_shards  # bounded: a big store has tens of thousands of shards
+        self._shards: OrderedDict[int, tuple[int, np.ndarray]] = OrderedDict()
 
     def _shard(self, k: int) -> tuple[int, np.ndarray] | None:
         cached = self._shards.get(k)
-        if cached is None:
+        if cached is not None:
+            self._shards.move_to_end(k)
+        else:
             key = self._meta.encode_chunk_key((k,) + (0,) * (self._ndim - 1))
             try:
                 fd = os.open(self._dir / key, os.O_RDONLY)
@@ -56,6 +60,9 @@ class FrameReader:
             index = np.frombuffer(raw[:-4], dtype="<u8").reshape(self.shard_frames, 2)
             cached = (fd, index)
             self._shards[k] = cached
+            if len(self._shards) > self._max_open:
+                _, (old_fd, _) = self._shards.popitem(last=False)
+                os.close(old_fd)
         return cached
 
     def read(self, t: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from vla_robot.data.store import EpisodeStore
 CODEBASE_VERSION = "v3.0"
 STATE_KEY, ACTION_KEY = "observation.state", "action"
 IMAGE_PREFIX = "observation.images."
+STAMPS_KEY = "vla_robot.stamps"  # (source, receive) per stream, so our timestamps survive a round trip
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 
@@ -105,8 +107,10 @@ def to_lerobot(
     action_names = _names(schema.action_space.get("names"), schema.action_dim, "action")
     tasks: dict[str, int] = {}
     columns: dict[str, list] = {
-        k: [] for k in (STATE_KEY, ACTION_KEY, "timestamp", "frame_index", "episode_index", "index", "task_index")
+        k: []
+        for k in (STATE_KEY, ACTION_KEY, STAMPS_KEY, "timestamp", "frame_index", "episode_index", "index", "task_index")
     }
+    streams = schema.streams()
     episode_rows: list[dict] = []
     image_samples: dict[str, list[np.ndarray]] = {c.name: [] for c in schema.cameras}
     index = 0
@@ -117,6 +121,7 @@ def to_lerobot(
         task_index = tasks.setdefault(task, len(tasks))
         columns[STATE_KEY].append(store.read("state", ep))
         columns[ACTION_KEY].append(store.read("action", ep))
+        columns[STAMPS_KEY].append(np.concatenate([store.read(f"stamps/{st}", ep) for st in streams], axis=1))
         columns["timestamp"].append((np.arange(n) / fps).astype(np.float32))
         columns["frame_index"].append(np.arange(n, dtype=np.int64))
         columns["episode_index"].append(np.full(n, new_ep, np.int64))
@@ -157,8 +162,8 @@ def to_lerobot(
 
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
     fields = []
-    for key in (STATE_KEY, ACTION_KEY):
-        flat = pa.array(arrays[key].reshape(-1), type=pa.float32())
+    for key, pa_type in ((STATE_KEY, pa.float32()), (ACTION_KEY, pa.float32()), (STAMPS_KEY, pa.float64())):
+        flat = pa.array(arrays[key].reshape(-1), type=pa_type)
         fields.append((key, pa.FixedSizeListArray.from_arrays(flat, arrays[key].shape[1])))
     fields.append(("timestamp", pa.array(arrays["timestamp"], type=pa.float32())))
     for key in ("frame_index", "episode_index", "index", "task_index"):
@@ -192,7 +197,7 @@ def to_lerobot(
     task_table = task_table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
     pq.write_table(task_table, out / "meta/tasks.parquet")
 
-    stats = _stats_json({STATE_KEY: arrays[STATE_KEY], ACTION_KEY: arrays[ACTION_KEY]})
+    stats = _stats_json({k: arrays[k] for k in (STATE_KEY, ACTION_KEY, STAMPS_KEY)})
     stats.update(
         _stats_json(
             {k: arrays[k].reshape(-1, 1) for k in ("timestamp", "frame_index", "episode_index", "index", "task_index")}
@@ -205,6 +210,11 @@ def to_lerobot(
     features: dict[str, Any] = {
         STATE_KEY: {"dtype": "float32", "shape": [schema.state_dim], "names": state_names},
         ACTION_KEY: {"dtype": "float32", "shape": [schema.action_dim], "names": action_names},
+        STAMPS_KEY: {
+            "dtype": "float64",
+            "shape": [2 * len(streams)],
+            "names": [f"{st}.{kind}" for st in streams for kind in ("source", "receive")],
+        },
     }
     for cam in schema.cameras:
         features[IMAGE_PREFIX + cam.name] = {
@@ -258,6 +268,27 @@ def _read_tasks(pq, path: Path) -> dict[int, str]:
     return dict(zip(table.column("task_index").to_pylist(), table.column(names[0]).to_pylist()))
 
 
+class _SequentialVideos:
+    """Decode frames [first, first+n) of an MP4, continuing where the last episode of the same file ended."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+        self._iter = None
+        self._pos = 0
+
+    def frames(self, path: Path, first: int, n: int) -> list[np.ndarray]:
+        if path != self._path or first < self._pos:
+            self._path, self._iter, self._pos = path, iter(iio.imiter(path, plugin="FFMPEG")), 0
+        out = []
+        for frame in self._iter:
+            self._pos += 1
+            if self._pos - 1 >= first:
+                out.append(frame)
+                if len(out) == n:
+                    break
+        return out
+
+
 def from_lerobot(
     src_dir: str | Path,
     dst_url: str | Path,
@@ -281,7 +312,10 @@ def from_lerobot(
         if key not in feats:
             raise ValueError(f"{src} has no {key!r} feature; features are {sorted(feats)}")
     fps = float(info["fps"])
-    cam_keys = [k for k, f in feats.items() if f["dtype"] in ("video", "image") and k.startswith(IMAGE_PREFIX)]
+    cam_keys = [k for k, f in feats.items() if f["dtype"] == "video" and k.startswith(IMAGE_PREFIX)]
+    skipped = [k for k, f in feats.items() if f["dtype"] == "image"]
+    if skipped:
+        warnings.warn(f"{src}: image (PNG-file) features {skipped} are not imported; only video features are")
     ours = info.get("vla_robot")
     if ours:
         schema = StoreSchema.from_attrs(ours)
@@ -317,15 +351,19 @@ def from_lerobot(
         if (chunk, file) not in data_cache:
             table = pq.read_table(src / info["data_path"].format(chunk_index=chunk, file_index=file))
             cols = {}
-            for name in (STATE_KEY, ACTION_KEY, "index", "timestamp", "task_index"):
+            for name in (STATE_KEY, ACTION_KEY, STAMPS_KEY, "index", "timestamp", "task_index"):
+                if name not in table.column_names:
+                    continue
                 col = table.column(name)
-                cols[name] = np.asarray(col.to_pylist() if name in (STATE_KEY, ACTION_KEY) else col.to_numpy())
+                nested = name in (STATE_KEY, ACTION_KEY, STAMPS_KEY)
+                cols[name] = np.asarray(col.to_pylist() if nested else col.to_numpy())
             cols[STATE_KEY] = cols[STATE_KEY].astype(np.float32)
             cols[ACTION_KEY] = cols[ACTION_KEY].astype(np.float32)
             data_cache[(chunk, file)] = cols
         return data_cache[(chunk, file)]
 
     store = EpisodeStore.create(dst_url, schema, overwrite=overwrite)
+    videos_reader = _SequentialVideos()
     for row in tqdm(sorted(episode_rows, key=lambda r: r["episode_index"]), desc="from-lerobot", disable=not progress):
         cols = data_file(row["data/chunk_index"], row["data/file_index"])
         sel = np.flatnonzero((cols["index"] >= row["dataset_from_index"]) & (cols["index"] < row["dataset_to_index"]))
@@ -336,12 +374,7 @@ def from_lerobot(
                 video_key=key, chunk_index=row[f"videos/{key}/chunk_index"], file_index=row[f"videos/{key}/file_index"]
             )
             first = int(round(row[f"videos/{key}/from_timestamp"] * fps))
-            frames = []
-            for k, frame in enumerate(iio.imiter(path, plugin="FFMPEG")):
-                if k >= first + n:
-                    break
-                if k >= first:
-                    frames.append(frame)
+            frames = videos_reader.frames(path, first, n)
             if len(frames) != n:
                 raise ValueError(
                     f"{path}: episode {row['episode_index']} needs {n} frames from {first}, video has {len(frames)}"
@@ -356,6 +389,10 @@ def from_lerobot(
             emoji_id=meta.get("emoji_id"),
             extra={**meta.get("extra", {}), "lerobot_episode_index": int(row["episode_index"])},
         )
+        streams = schema.streams()
+        stamps = cols.get(STAMPS_KEY) if ours else None
+        if stamps is not None and stamps.shape[1] != 2 * len(streams):
+            stamps = None
         with writer:
             for j, i in enumerate(sel):
                 stamp = float(cols["timestamp"][i])
@@ -366,6 +403,8 @@ def from_lerobot(
                     "stamp": stamp,
                     "receive_stamp": stamp,
                 }
+                if stamps is not None:
+                    step["stamps"] = {st: (stamps[i, 2 * k], stamps[i, 2 * k + 1]) for k, st in enumerate(streams)}
                 if any(c.depth for c in schema.cameras):
                     step["depth"] = {
                         c.name: np.zeros((c.height, c.width), np.uint16) for c in schema.cameras if c.depth

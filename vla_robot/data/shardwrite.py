@@ -33,7 +33,9 @@ def _frame_encoder(codecs: list[dict]):
     names = [c["name"] for c in codecs]
     if names == ["bytes", "blosc"] and codecs[0].get("configuration", {}).get("endian", "little") == "little":
         cfg = codecs[1]["configuration"]
-        blosc = Blosc(cname=cfg["cname"], clevel=cfg["clevel"], shuffle=_SHUFFLE[cfg["shuffle"]], blocksize=cfg["blocksize"])
+        blosc = Blosc(
+            cname=cfg["cname"], clevel=cfg["clevel"], shuffle=_SHUFFLE[cfg["shuffle"]], blocksize=cfg["blocksize"]
+        )
         return lambda frame: blosc.encode(np.ascontiguousarray(frame, dtype=frame.dtype.newbyteorder("<")))
     raise ValueError(f"no direct shard writer for inner codecs {names}")
 

@@ -81,6 +81,7 @@ class EpisodeStore:
         self._writer: EpisodeWriter | None = None
         self._lock_file = None
         self._stats_cache: dict | None = None
+        self._closed = False
         self.refresh()
 
     # ------------------------------------------------------------------ opening
@@ -198,8 +199,15 @@ class EpisodeStore:
         return store
 
     def close(self) -> None:
+        """Discard an unfinished episode, store up-to-date stats (append mode), release the writer lock."""
         if self._writer is not None:
             self._writer.discard()
+        if self.mode == "a" and self.num_episodes and not self._closed:
+            try:
+                self.stats()  # no-op when the stored stats are current
+            except (StoreError, OSError) as exc:
+                log.warning("%s: could not store normalisation stats on close: %s", self.url, exc)
+        self._closed = True
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -22,7 +22,7 @@ class DemoSettings:
     image_size: int = 96
     layout_seed: int = 2  # cards and cube at the same places every episode; -1: random layouts
     camera: str = "third_person"
-    grinning_face_episodes: int = 60
+    grinning_face_episodes: int = 100
     reach_episodes: int = 30
     push_episodes: int = 30
     prior_steps: int = 1500

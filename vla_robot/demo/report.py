@@ -170,6 +170,9 @@ def render_html(inputs: ReportInputs, assets: Path) -> str:
     )
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head><body>"]
     parts.append(f"<header><h1>{title}</h1><p>{html.escape(subtitle)}</p></header><main>")
+    if m.get("quick"):
+        parts.append("<section class='note'><b>--quick run</b>: a few seconds of training per phase to check the "
+                     "pipeline; its success rates mean nothing.</section>")
 
     kpis = "".join(
         f"<div>{html.escape(r['split'])} Rec. SR<b class='{'good' if r['beats_random'] else 'bad'}'>{_pct(r['rec_sr'])}</b>"
@@ -200,7 +203,13 @@ def render_html(inputs: ReportInputs, assets: Path) -> str:
             f"<tr><td>which emoji is this?</td><td>{_pct(p.get('identify_train'))}</td><td>{_pct(p.get('identify_val'))}</td>"
             f"<td>{_pct(p.get('identify_chance'))}</td></tr>"
             f"<tr><td>where is the X? (2 cards)</td><td>{_pct(p.get('where_train'))}</td><td>{_pct(p.get('where_val'))}</td>"
-            f"<td>{_pct(p.get('where_chance'))}</td></tr></table>"
+            f"<td>{_pct(p.get('where_chance'))}</td></tr>"
+            + (
+                f"<tr><td>where is the X? (twin scene, 2 cards)</td><td>{_pct(p.get('twin_where_train'))}</td>"
+                f"<td>{_pct(p.get('twin_where_val'))}</td><td>50.0%</td></tr>"
+                if p.get("twin_where_train") is not None else ""
+            )
+            + "</table>"
             f"<p class='note'>{inputs.prior.get('parameters', 0):,} parameters, "
             f"{inputs.prior.get('train_seconds', 0):.0f} s of pretraining.</p></section>"
         )

@@ -85,6 +85,7 @@ class ProgressDisplay:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.start = time.time()
+        self._last_plain = 0.0
 
     def _bar(self, fraction: float, width: int = 24) -> str:
         filled = int(round(width * min(max(fraction, 0.0), 1.0)))
@@ -104,7 +105,8 @@ class ProgressDisplay:
             line += f"  | {detail[:70]}"
         if self.tty:
             self.stream.write("\r\033[K" + line + ("\n" if done else ""))
-        elif done:
+        elif done or time.time() - self._last_plain > 30:
+            self._last_plain = time.time()
             self.stream.write(line + "\n")
         self.stream.flush()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-FAMILIES = ("paligemma", "qwen2_vl", "idefics3")
+FAMILIES = ("paligemma", "qwen2_vl", "qwen2_5_vl", "idefics3")
 TARGETS = ("continuous", "discrete")
 
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def qwen2_vl_processor(image_processor, tokenizer):
-    """A real `Qwen2VLProcessor` without a video processor (images-only use)."""
-    from transformers import Qwen2VLProcessor
+QWEN_FAMILIES = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
 
+
+def qwen2_vl_processor(image_processor, tokenizer, family: str = "qwen2_vl"):
+    """A real `Qwen2VLProcessor` / `Qwen2_5_VLProcessor` without a video processor (images-only use)."""
+    import transformers
+
+    cls = getattr(transformers, QWEN_FAMILIES[family])
     try:
-        return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer)
+        return cls(image_processor=image_processor, tokenizer=tokenizer)
     except (AttributeError, ImportError, TypeError):
-        proc = Qwen2VLProcessor.__new__(Qwen2VLProcessor)
+        proc = cls.__new__(cls)
         proc.check_argument_for_proper_class = lambda name, arg: None
-        Qwen2VLProcessor.__init__(proc, image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
+        cls.__init__(proc, image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
         del proc.check_argument_for_proper_class
         return proc
 
@@ -29,7 +33,7 @@ def load_processor(family: str, path: str | Path, trust_remote_code: bool = Fals
     """The family's processor from a hub id or a local directory."""
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
-    if family != "qwen2_vl":
+    if family not in QWEN_FAMILIES:
         return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -39,7 +43,7 @@ def load_processor(family: str, path: str | Path, trust_remote_code: bool = Fals
         pass
     image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    return qwen2_vl_processor(image_processor, tokenizer)
+    return qwen2_vl_processor(image_processor, tokenizer, family)
 
 
 def save_processor(processor, out_dir: str | Path) -> None:

@@ -17,7 +17,7 @@ def format_prompt(family: str, instruction: str, num_images: int) -> str:
     instruction = " ".join(instruction.split())
     if family == "paligemma":
         return "<image>" * num_images + instruction
-    if family == "qwen2_vl":
+    if family in ("qwen2_vl", "qwen2_5_vl"):
         images = "<|vision_start|><|image_pad|><|vision_end|>" * num_images
         return f"<|im_start|>user\n{images}{instruction}<|im_end|>\n<|im_start|>assistant\n"
     if family == "idefics3":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FAMILIES = ("paligemma", "qwen2_vl", "idefics3")
+FAMILIES = ("paligemma", "qwen2_vl", "qwen2_5_vl", "idefics3")
 
 # Words the twin's instructions and VQA questions use; everything else maps to <unk>.
 _WORDS = (
@@ -24,6 +24,7 @@ _SPECIAL = ["<pad>", "<unk>", "<bos>", "<eos>"]
 _FAMILY_TOKENS = {
     "paligemma": ["<image>"],
     "qwen2_vl": ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"],
+    "qwen2_5_vl": ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"],
     "idefics3": ["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"],
 }
 # OpenVLA maps the 256 action bins onto the last 256 vocabulary ids; reserve them as fillers.
@@ -78,7 +79,7 @@ def make_tiny_backbone(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tok = _tokenizer(family)
-    builder = {"paligemma": _paligemma, "qwen2_vl": _qwen2_vl, "idefics3": _idefics3}[family]
+    builder = {"paligemma": _paligemma, "qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "idefics3": _idefics3}[family]
     model, processor = builder(tok, image_size, hidden_size, num_layers, patch_size)
     model.save_pretrained(out)
     save_processor(processor, out)
@@ -141,8 +142,10 @@ def _paligemma(tok, image_size, hidden, layers, patch_size=None):
     return PaliGemmaForConditionalGeneration(cfg).eval(), processor
 
 
-def _qwen2_vl(tok, image_size, hidden, layers, patch_size=None):
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def _qwen2_vl(tok, image_size, hidden, layers, patch_size=None, family="qwen2_vl"):
+    import transformers
+
+    from vla_robot.models.processors import qwen2_vl_processor
 
     Qwen2VLImageProcessor = _image_processor_class("Qwen2VLImageProcessor")
     patch, merge = patch_size or max(image_size // 4, 1), 2
@@ -151,24 +154,32 @@ def _qwen2_vl(tok, image_size, hidden, layers, patch_size=None):
         min_pixels=pixels, max_pixels=pixels, patch_size=patch, merge_size=merge, temporal_patch_size=2
     )
     image_proc.size = {"shortest_edge": pixels, "longest_edge": pixels}
-    from vla_robot.models.processors import qwen2_vl_processor
-
-    processor = qwen2_vl_processor(image_proc, tok)
+    processor = qwen2_vl_processor(image_proc, tok, family)
     text = _text_dims(hidden, layers, len(tok))
     head_dim = text["head_dim"]
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope(head_dim)}
-    cfg = Qwen2VLConfig(
+    vision = dict(depth=layers, hidden_size=hidden, num_heads=2, patch_size=patch, spatial_merge_size=merge,
+                  temporal_patch_size=2)
+    if family == "qwen2_vl":
+        vision["embed_dim"] = hidden
+        config_cls, model_cls = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+    else:
+        vision.update(intermediate_size=hidden * 2, out_hidden_size=hidden, window_size=patch * merge * 2,
+                      fullatt_block_indexes=[layers - 1])
+        config_cls, model_cls = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+    cfg = config_cls(
         text_config=text,
-        vision_config=dict(
-            depth=layers, embed_dim=hidden, hidden_size=hidden, num_heads=2, patch_size=patch,
-            spatial_merge_size=merge, temporal_patch_size=2,
-        ),
+        vision_config=vision,
         image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
         vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
         vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
     )
-    return Qwen2VLForConditionalGeneration(cfg).eval(), processor
+    return model_cls(cfg).eval(), processor
+
+
+def _qwen2_5_vl(tok, image_size, hidden, layers, patch_size=None):
+    return _qwen2_vl(tok, image_size, hidden, layers, patch_size, family="qwen2_5_vl")
 
 
 def _mrope(head_dim: int) -> list[int]:

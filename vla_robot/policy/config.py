@@ -9,6 +9,7 @@ from typing import Any
 MERGE_MODES = ("latest", "weighted", "ensemble")
 DTYPES = ("float32", "bfloat16", "float16")
 GRAPH_MODES = ("auto", "on", "off")
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -83,6 +84,11 @@ class RuntimeConfig:
     ``cuda_graph``: ``auto`` captures the action head on CUDA and runs eager on CPU;
     ``on`` requires CUDA; ``off`` always runs eager.
     ``asynchronous``: compute the next chunk while the current one executes.
+    ``vlm_compile``: ``torch.compile`` the VLM forward (``reduce-overhead`` adds CUDA graphs);
+    ``prompt_bucket``: left-pad prompts to a multiple of this many tokens so every
+    instruction of a bucket reuses one compiled graph (0 = no padding). Both are opt-in:
+    padding moves token positions, so outputs match the unpadded training forward only
+    to bf16 tolerance, not bit for bit.
     """
 
     device: str = "cpu"
@@ -90,6 +96,8 @@ class RuntimeConfig:
     cuda_graph: str = "auto"
     control_hz: float = 10.0
     asynchronous: bool = True
+    vlm_compile: str = "off"
+    prompt_bucket: int = 0
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
@@ -100,6 +108,9 @@ class RuntimeConfig:
             self.safety = from_dict(SafetyConfig, self.safety, "safety")
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("cuda_graph", self.cuda_graph, GRAPH_MODES)
+        _check_choice("vlm_compile", self.vlm_compile, COMPILE_MODES)
+        if not 0 <= self.prompt_bucket <= 4096:
+            raise ValueError(f"prompt_bucket={self.prompt_bucket} must be in [0, 4096] tokens (0 = no padding)")
         _check_range("control_hz", self.control_hz, 0.0, 1000.0, lo_open=True)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device={self.device!r} is not allowed; use 'cpu', 'cuda' or 'cuda:N'")

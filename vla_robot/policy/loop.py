@@ -156,6 +156,15 @@ class ControlLoop:
         self.safety.reset()
         self._reset_clock()
 
+    def warmup(self, calls: int = 2) -> float:
+        """Run inference on live observations without acting, so first-call costs (CUDA-graph
+        capture, compilation, allocator growth) never land inside a control period. Returns seconds."""
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            self.policy.infer(self.observe())
+        self._reset_clock()
+        return time.perf_counter() - t0
+
     # -- one tick -----------------------------------------------------------------------
     def _now_step(self) -> int:
         return int((time.perf_counter() - self._t0) / self.period) if self.pace else self.step_index

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vla_robot.policy.config import DTYPES, GRAPH_MODES, MERGE_MODES, ChunkConfig, RuntimeConfig, SafetyConfig
+from vla_robot.policy.config import (COMPILE_MODES, DTYPES, GRAPH_MODES, MERGE_MODES, ChunkConfig, RuntimeConfig,
+                                     SafetyConfig)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser, asynchronous_default: bool) -> None:
@@ -12,6 +13,10 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, asynchronous_default:
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     g.add_argument("--dtype", default="float32", choices=DTYPES, help="backbone dtype (the head stays float32)")
     g.add_argument("--cuda-graph", default="auto", choices=GRAPH_MODES, help="capture the action head in a CUDA graph")
+    g.add_argument("--vlm-compile", default="off", choices=COMPILE_MODES,
+                   help="torch.compile the VLM forward (reduce-overhead = with CUDA graphs); opt-in")
+    g.add_argument("--prompt-bucket", type=int, default=0,
+                   help="left-pad prompts to a multiple of this many tokens (one compiled graph per bucket)")
     g.add_argument("--control-hz", type=float, default=10.0, help="control rate (the twin's rate too)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--async", dest="asynchronous", action="store_true", default=asynchronous_default,
@@ -35,6 +40,8 @@ def runtime_config_from_args(args: argparse.Namespace) -> RuntimeConfig:
             device=args.device,
             dtype=args.dtype,
             cuda_graph=args.cuda_graph,
+            vlm_compile=args.vlm_compile,
+            prompt_bucket=args.prompt_bucket,
             control_hz=args.control_hz,
             asynchronous=args.asynchronous,
             chunk=ChunkConfig(merge=args.merge, decay=args.decay, request_threshold=args.request_threshold,

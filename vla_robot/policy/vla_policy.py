@@ -50,6 +50,9 @@ class VLAPolicy:
         graph = {"auto": None, "on": True, "off": False}[self.config.cuda_graph]
         self.head = CudaGraphRunner(self.decoder, enabled=graph)
         self.instruction = ""
+        self.pad_id = int(model.preprocessor.tokenizer.pad_token_id)
+        if self.config.vlm_compile != "off":
+            compile_vlm(model, self.config.vlm_compile)
 
     @classmethod
     def load(cls, path, config: RuntimeConfig | None = None) -> "VLAPolicy":
@@ -73,6 +76,8 @@ class VLAPolicy:
             "action_space": self.action_space,
             "device": str(self.device),
             "cuda_graph_head": self.head.active,
+            "vlm_compile": self.config.vlm_compile,
+            "prompt_bucket": self.config.prompt_bucket,
         }
 
     # -- inference ----------------------------------------------------------------------
@@ -98,7 +103,7 @@ class VLAPolicy:
         """Batched chunk (B, H, D) on the model device + stage timings: the runtime's forward."""
         cuda = self.device.type == "cuda"
         t0 = time.perf_counter()
-        inputs = self.model.preprocess(images, instructions)
+        inputs = pad_prompt(self.model.preprocess(images, instructions), self.config.prompt_bucket, self.pad_id)
         t1 = time.perf_counter()
         if cuda:
             ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
@@ -135,6 +140,7 @@ class VLAPolicy:
         """Same stages as ``predict``, timed with the host clock (CPU work is synchronous)."""
         t0 = time.perf_counter()
         inputs = self.model.preprocess(self._images(obs), [obs.instruction or self.instruction])
+        inputs = pad_prompt(inputs, self.config.prompt_bucket, self.pad_id)
         t1 = time.perf_counter()
         hidden = self.model.encode_inputs(inputs)
         t2 = time.perf_counter()
@@ -143,3 +149,41 @@ class VLAPolicy:
         t3 = time.perf_counter()
         out = chunk[0].float().numpy().astype(np.float64)
         return out, {"preprocess": t1 - t0, "vlm": t2 - t1, "head": t3 - t2, "total": time.perf_counter() - t0}
+
+
+PER_TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+
+
+def pad_prompt(inputs: dict[str, torch.Tensor], bucket: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad every per-token input to the next multiple of ``bucket`` (masked, prefix type).
+
+    Left, because the action queries are appended at the end of every row and read from
+    the last K positions; the tokenizer pads left for the same reason.
+    """
+    if bucket <= 0:
+        return inputs
+    length = inputs["input_ids"].shape[1]
+    target = -(-length // bucket) * bucket
+    if target == length:
+        return inputs
+    extra = target - length
+    out = dict(inputs)
+    for key in PER_TOKEN_KEYS:
+        if key in inputs:
+            value = inputs[key]
+            fill = pad_id if key == "input_ids" else 0
+            pad = torch.full((value.shape[0], extra), fill, dtype=value.dtype, device=value.device)
+            out[key] = torch.cat([pad, value], dim=1)
+    return out
+
+
+def compile_vlm(model, mode: str) -> None:
+    """Replace the backbone's inner model (vision tower + projector + LM, no LM head) with its
+    ``torch.compile``d self; the action-query hook on the input embeddings is traced along."""
+    from vla_robot.models.vla import unwrap
+
+    backbone = unwrap(model.backbone)
+    if not getattr(backbone.model, "_vla_compiled", False):
+        compiled = torch.compile(backbone.model, mode=mode, dynamic=False)
+        compiled._vla_compiled = True
+        backbone.model = compiled

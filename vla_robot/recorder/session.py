@@ -220,6 +220,8 @@ class EpisodeRecorder:
             "frames": self._episode_frames,
             "fps": self._episode_frames / duration if duration > 0 else 0.0,
             "dropped_steps": self.aligner.stats.dropped_steps,
+            "warmup_steps": self.aligner.stats.warmup_steps,  # before every stream was present
+            "trimmed_steps": self.aligner.stats.trimmed_steps,  # incomplete steps after the last complete one
             "gaps": dict(self.aligner.stats.gaps),
             "out_of_order": dict(self.aligner.stats.out_of_order),
             "rejected": dict(self.stats.rejected),

@@ -43,9 +43,12 @@ def make_robot(kind: str, **params: Any):
             robot = SO100Arm(config, serial_factory=_virtual_factory("feetech", robot.ids)[1])
         return robot
     if kind == "sim":
-        from vla_robot.robots.twin_factory import make_twin_robot
+        from dataclasses import fields
 
-        return make_twin_robot(**params)
+        from sim import Twin, TwinConfig, TwinRobot
+
+        _check(kind, params, {f.name for f in fields(TwinConfig)})
+        return TwinRobot(Twin(TwinConfig(**params)))
     raise ValueError(f"unknown robot kind {kind!r}; choose one of {ROBOT_KINDS}")
 
 

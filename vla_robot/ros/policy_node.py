@@ -49,6 +49,8 @@ PARAMS = {
     "device": "cpu",
     "dtype": "float32",
     "cuda_graph": "auto",
+    "vlm_compile": "off",  # off | default | reduce-overhead
+    "prompt_bucket": 0,
     "merge": "latest",
     "decay": 0.1,
     "request_threshold": 0.5,
@@ -162,7 +164,8 @@ ROBOT_ALIASES = {"sim": "widowx250", "widowx": "widowx250"}
 
 def runtime_config(p) -> RuntimeConfig:
     return RuntimeConfig(
-        device=p.device, dtype=p.dtype, cuda_graph=p.cuda_graph,
+        device=p.device, dtype=p.dtype, cuda_graph=p.cuda_graph, vlm_compile=p.vlm_compile,
+        prompt_bucket=int(p.prompt_bucket),
         control_hz=float(p.control_hz), asynchronous=bool(p.asynchronous),
         chunk=ChunkConfig(merge=p.merge, decay=float(p.decay), request_threshold=float(p.request_threshold)),
         safety=SafetyConfig(max_obs_age_s=float(p.max_obs_age), max_inference_stall_s=float(p.max_stall),
@@ -191,6 +194,7 @@ class PolicyNode(Node):
         self.episode: dict | None = None
         self.running = False
         self.ticks_while_running = 0
+        self._warm = False
         self._lock = threading.RLock()
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS)
         self.create_subscription(String, "policy/episode", self._on_episode, LATCHED_QOS)
@@ -226,8 +230,12 @@ class PolicyNode(Node):
                 return False, "no joint state from the arm node yet"
             try:
                 self.loop.start_episode(self.instruction, self.episode)
+                if not self._warm:
+                    seconds = self.loop.warmup()
+                    self._warm = True
+                    self.get_logger().info(f"policy warmed up in {seconds:.2f}s")
             except Exception as exc:  # a policy that cannot start must say why, not crash the node
-                return False, f"policy reset failed: {exc}"
+                return False, f"policy failed to start: {exc}"
             self.loop.running = True
             self.running = True
             self.ticks_while_running = 0

@@ -78,7 +78,8 @@ def policy_params(runtime: RuntimeConfig, robot: str, rate_factor: float) -> dic
     return {
         "robot": robot, "control_hz": runtime.control_hz, "rate_factor": rate_factor,
         "asynchronous": runtime.asynchronous, "device": runtime.device, "dtype": runtime.dtype,
-        "cuda_graph": runtime.cuda_graph, "merge": runtime.chunk.merge, "decay": runtime.chunk.decay,
+        "cuda_graph": runtime.cuda_graph, "vlm_compile": runtime.vlm_compile, "prompt_bucket": runtime.prompt_bucket,
+        "merge": runtime.chunk.merge, "decay": runtime.chunk.decay,
         "request_threshold": runtime.chunk.request_threshold,
         # wall-clock thresholds shrink with the speed-up so a stall means the same number of control periods
         "max_obs_age": runtime.safety.max_obs_age_s, "max_stall": runtime.safety.max_inference_stall_s,

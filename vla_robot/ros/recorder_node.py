@@ -14,7 +14,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
@@ -68,22 +68,29 @@ class RecorderNode(Node):
         self.stale_events = {c: 0 for c in self.camera_names}
         self._stale = {c: False for c in self.camera_names}
         self.recorder = None
+        self.last_state_stamp = 0.0  # newest joint-state stamp taken in while recording
         self._store = None
         self._pending_instruction = self.p.instruction
         from vla_robot.recorder.preview import Preview
 
         self.preview = Preview(self.p.preview_path, self.p.preview_period_s, self.p.preview_window or None) \
             if (self.p.preview_path or self.p.preview_window) else None
-        data = ReentrantCallbackGroup()
+        # One exclusive group per stream: streams run in parallel, but a stream's own messages are
+        # handled in arrival order (two threads on one stream would reorder, and reordered
+        # samples are dropped as out of order).
+        state_group, action_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(JointState, "joint_states", self._on_state, self._sensor_qos, callback_group=data)
-        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, COMMAND_QOS, callback_group=data)
-        self.create_subscription(JointState, "joint_command", self._on_joint_command, COMMAND_QOS, callback_group=data)
+        self.create_subscription(JointState, "joint_states", self._on_state, self._sensor_qos, callback_group=state_group)
+        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, COMMAND_QOS,
+                                 callback_group=action_group)
+        self.create_subscription(JointState, "joint_command", self._on_joint_command, COMMAND_QOS,
+                                 callback_group=action_group)
         for cam in self.camera_names:
+            group = MutuallyExclusiveCallbackGroup()
             self.create_subscription(Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), self._sensor_qos,
-                                     callback_group=data)
+                                     callback_group=group)
             self.create_subscription(CameraInfo, f"{cam}/camera_info", lambda m, c=cam: self._on_info(c, m),
-                                     self._sensor_qos, callback_group=data)
+                                     self._sensor_qos, callback_group=group)
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS, callback_group=control)
         self.create_service(Trigger, "~/start", self._srv_start, callback_group=control)
         self.create_service(SetBool, "~/save", self._srv_save, callback_group=control)
@@ -145,7 +152,8 @@ class RecorderNode(Node):
             self.recorder.reject("state", str(exc))
             self.get_logger().warning(f"joint state rejected: {exc}", throttle_duration_sec=1.0)
             return
-        self.recorder.add_state(from_time(msg.header.stamp), q, time.monotonic())
+        self.last_state_stamp = from_time(msg.header.stamp)
+        self.recorder.add_state(self.last_state_stamp, q, time.monotonic())
 
     def _on_action(self, parse, stamp: float) -> None:
         if self.recorder is None or not self.recorder.recording:

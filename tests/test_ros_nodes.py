@@ -1,0 +1,164 @@
+"""Node shells over real DDS: the arm node's JointState rate and torque/e-stop services on a
+virtual WidowX bus, a RealSense camera node replaying a software-device recording, and
+leader-follower teleop driving a follower from a leader's joint states."""
+
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+
+def wait_for(cond, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def call(node, srv_type, name, **fields):
+    client = node.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=5.0), name
+    future = client.call_async(srv_type.Request(**fields))
+    assert wait_for(future.done, 5.0), name
+    return future.result()
+
+
+@pytest.fixture
+def proc():
+    from vla_robot.ros.executor import ComposedProcess
+
+    p = ComposedProcess(threads=4)
+    yield p
+    p.shutdown()
+
+
+def test_arm_node_publishes_joint_states_above_50hz_and_serves_torque_and_estop(proc):
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from std_srvs.srv import SetBool, Trigger
+
+    from vla_robot.robots.virtual_servos import virtual_chain
+    from vla_robot.robots.widowx import WidowX250, WidowXConfig
+    from vla_robot.ros.arm_node import ArmNode
+    from vla_robot.ros.conversions import from_time, trajectory_msg
+    from vla_robot.ros.qos import COMMAND_QOS, SENSOR_QOS
+    from trajectory_msgs.msg import JointTrajectory
+
+    chain = virtual_chain("dynamixel", WidowXConfig().motor_ids)
+    robot = WidowX250(WidowXConfig(port="virtual://"), serial_factory=lambda port, baud: chain)
+    arm = proc.add(ArmNode({"robot": "widowx", "publish_rate_hz": 100.0}, robot=robot, context=proc.context))
+    client = proc.add(Node("client", context=proc.context))
+    stamps = []
+    client.create_subscription(JointState, "joint_states", lambda m: stamps.append(from_time(m.header.stamp)), SENSOR_QOS)
+    cmd = client.create_publisher(JointTrajectory, "joint_trajectory", COMMAND_QOS)
+    proc.start()
+    assert wait_for(lambda: len(stamps) > 5)
+    n0, t0 = len(stamps), time.monotonic()
+    time.sleep(1.0)
+    rate = (len(stamps) - n0) / (time.monotonic() - t0)
+    assert rate >= 50.0, f"JointState at {rate:.0f} Hz"
+    target = np.array([0.1, -0.1, 0.1, 0.0, 0.2, 0.0, 0.03])
+    cmd.publish(trajectory_msg(arm.names, target, 0.0))
+    assert wait_for(lambda: np.allclose(robot.read_state().positions, target, atol=2e-3))
+    assert call(client, Trigger, "/arm/estop").success
+    assert not any(chain.torque_enabled(sid) for sid in robot.ids)
+    cmd.publish(trajectory_msg(arm.names, target * 0, 0.0))
+    assert wait_for(lambda: arm.refused == 1)  # refused while e-stopped, counted
+    assert call(client, Trigger, "/arm/release_estop").success
+    assert call(client, SetBool, "/arm/torque", data=True).success
+    assert all(chain.torque_enabled(sid) for sid in robot.ids)
+
+
+def test_realsense_camera_node_publishes_image_and_camera_info(proc, tmp_path):
+    from rclpy.node import Node
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from test_cameras_sources import FPS, H, W, record_software_realsense
+    from vla_robot.ros.camera_node import CameraNode
+    from vla_robot.ros.conversions import from_time, image_from_msg
+    from vla_robot.ros.qos import SENSOR_QOS
+
+    path = tmp_path / "sw.db3"
+    record_software_realsense(path, n_frames=20)
+    got, infos = [], []
+    client = proc.add(Node("client", context=proc.context))
+    client.create_subscription(Image, "front/image_raw", got.append, SENSOR_QOS)
+    client.create_subscription(CameraInfo, "front/camera_info", infos.append, SENSOR_QOS)
+    proc.start()
+    time.sleep(0.5)
+    cam = proc.add(CameraNode({"source": "realsense", "camera_name": "front", "width": W, "height": H, "fps": float(FPS),
+                               "playback_file": str(path)}, context=proc.context))
+    assert wait_for(lambda: len(got) >= 5 and infos)
+    rgb = image_from_msg(got[-1], (H, W))
+    assert rgb[0, 0, 2] == 7  # the recorded colour pattern (blue channel constant)
+    assert infos[-1].k[0] == pytest.approx(55.0) and infos[-1].header.frame_id == "front_optical_frame"
+    stamps = [from_time(m.header.stamp) for m in got]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert abs(stamps[-1] - time.time()) < 5.0  # device clock mapped to ROS (wall) time
+    assert cam.health.frames >= 5
+
+
+def test_leader_follower_teleop_drives_the_follower(proc):
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from vla_robot.robots.specs import SO100
+    from vla_robot.ros.conversions import joint_state_msg, targets_from_trajectory
+    from vla_robot.ros.qos import COMMAND_QOS, SENSOR_QOS
+    from vla_robot.ros.teleop_node import TeleopNode
+
+    proc.add(TeleopNode({"mode": "leader", "robot": "so100"}, context=proc.context))
+    client = proc.add(Node("client", context=proc.context))
+    commands = []
+    client.create_subscription(JointTrajectory, "joint_trajectory", commands.append, COMMAND_QOS)
+    leader = client.create_publisher(JointState, "leader/joint_states", SENSOR_QOS)
+    proc.start()
+    time.sleep(0.5)
+    q = np.array([0.1, -1.0, 1.2, 0.3, -0.2, 0.5])
+    names = list(SO100.joint_names)
+    for _ in range(5):
+        leader.publish(joint_state_msg(names[::-1], q[::-1], None, 1.0))  # any joint order
+        time.sleep(0.05)
+    assert wait_for(lambda: len(commands) >= 3)
+    np.testing.assert_allclose(targets_from_trajectory(commands[-1], names), q)
+
+
+def test_twist_teleop_moves_the_end_effector_through_ik(proc):
+    from geometry_msgs.msg import Twist
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from vla_robot.robots.specs import WIDOWX_250
+    from vla_robot.ros.conversions import joint_state_msg, targets_from_trajectory
+    from vla_robot.ros.qos import COMMAND_QOS, SENSOR_QOS
+    from vla_robot.ros.teleop_node import TeleopNode
+
+    teleop = proc.add(TeleopNode({"mode": "twist", "robot": "widowx250", "rate_hz": 20.0}, context=proc.context))
+    client = proc.add(Node("client", context=proc.context))
+    commands = []
+    client.create_subscription(JointTrajectory, "joint_trajectory", commands.append, COMMAND_QOS)
+    state = client.create_publisher(JointState, "joint_states", SENSOR_QOS)
+    twist = client.create_publisher(Twist, "cmd_twist", COMMAND_QOS)
+    proc.start()
+    names = list(WIDOWX_250.joint_names)
+    assert wait_for(lambda: (state.publish(joint_state_msg(names, WIDOWX_250.home, None, 0.0)) or True)
+                    and teleop._joint_positions is not None)
+    msg = Twist()
+    msg.linear.z = 1.0  # straight up at full speed
+    for _ in range(10):
+        twist.publish(msg)
+        time.sleep(0.05)
+    bad = Twist()
+    bad.linear.x = float("nan")
+    twist.publish(bad)
+    assert wait_for(lambda: teleop.rejected == 1)
+    q = targets_from_trajectory(commands[-1], names)
+    start, _ = teleop.ee.kin.forward(np.array(WIDOWX_250.home[:-1]))
+    end, _ = teleop.ee.kin.forward(q[:-1])
+    assert end[2] - start[2] > 0.03 and abs(end[0] - start[0]) < 0.01 and abs(end[1] - start[1]) < 0.01
