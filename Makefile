@@ -4,6 +4,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# lerobot pins torch<2.11, so it lives in its own venv, used only by the interop test and the read benchmark.
+LEROBOT_VENV ?= .venv-lerobot
+LEROBOT_STAMP := $(LEROBOT_VENV)/.installed
+export LEROBOT_PYTHON := $(abspath $(LEROBOT_VENV))/bin/python
 APT_PACKAGES := libegl1 libgl1-mesa-dri libusb-1.0-0 fonts-noto-color-emoji
 
 # DDS never leaves this host; MuJoCo renders offscreen on the CPU.
@@ -15,8 +19,9 @@ export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test bench colcon clean
+.PHONY: setup lerobot-env demo test bench colcon clean
 setup: $(STAMP)
+lerobot-env: $(LEROBOT_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -32,13 +37,19 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[all]"
 	touch $(STAMP)
 
+$(LEROBOT_STAMP):
+	test -x $(LEROBOT_VENV)/bin/python || python3 -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEROBOT_VENV)/bin/python -m pip install -q lerobot==0.4.4
+	touch $(LEROBOT_STAMP)
+
 demo: setup
 	$(VENV)/bin/vla-robot demo --out out/demo
 
-test: setup
+test: setup lerobot-env
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-bench: setup
+bench: setup lerobot-env
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 colcon: setup

@@ -108,7 +108,7 @@ def run_recorder(rate: float, seconds: float, store: str, qos: str) -> dict:
                                 "queue_size": 256, "sensor_qos": qos}, context=ros.context))
     ros.start()
     ready.wait(30)
-    time.sleep(1.0)  # discovery
+    time.sleep(2.0)  # discovery
     rec.start_episode()
     cpu0, t0 = time.process_time(), time.monotonic()
     go.set()
@@ -116,6 +116,7 @@ def run_recorder(rate: float, seconds: float, store: str, qos: str) -> dict:
     drain = time.monotonic() + 10.0  # let the recorder take in what is still queued in DDS
     while rec.last_state_stamp < pub["last_stamp"] - 1e-6 and time.monotonic() < drain:
         time.sleep(0.05)
+    drained = rec.last_state_stamp >= pub["last_stamp"] - 1e-6
     time.sleep(0.3)
     rec.save_episode(True)
     wall = time.monotonic() - t0
@@ -123,16 +124,23 @@ def run_recorder(rate: float, seconds: float, store: str, qos: str) -> dict:
     status = rec.status()
     proc.join(10)
     ros.shutdown()
+    from vla_robot.data import EpisodeStore
+
+    stamps = EpisodeStore.open(store).read("stamps/state", 0)[:, 0]
+    expected = int(round((pub["last_stamp"] - stamps[0]) * rate)) + 1  # from the first step the recorder got
+    skipped_at_start = pub["published"] - expected
     drops = (sum(status["gaps"].values()) + status["queue_overflows"] + sum(status["rejected"].values())
              + status["write_errors"])
+    # steps after the first recorded one that never reached the store (e.g. lost in a DDS history) count too
     return {
         "rate_hz": rate, "seconds": seconds, "qos": qos, "published_steps": pub["published"], "publisher_late": pub["late"],
-        "written_steps": status["frames"], "dropped": int(drops), "gaps": status["gaps"],
+        "written_steps": status["frames"], "dropped": int(drops) + max(int(expected - status["frames"]) - int(drops), 0), "gaps": status["gaps"],
         "out_of_order": status["out_of_order"], "warmup_steps": status["warmup_steps"],
         "trimmed_steps": status["trimmed_steps"],
         "queue_overflows": status["queue_overflows"], "lag_p50_ms": 1e3 * status["lag_p50_s"],
         "lag_p99_ms": 1e3 * status["lag_p99_s"], "recorder_cpu_pct": cpu, "publisher_cpu_pct": pub["cpu_pct"],
-        "unrecorded_steps": int(pub["published"] - status["frames"]),
+        "unrecorded_steps": int(expected - status["frames"]),
+        "published_before_first_received": int(skipped_at_start), "last_state_received": bool(drained),
     }
 
 

@@ -164,3 +164,23 @@ def test_tiny_model_overfits_a_small_twin_store(setup, tmp_path):
     assert moving.sum() >= 3
     rel = err.mean(0)[moving] / span[moving]
     assert float(rel.max()) < 0.1, rel
+
+
+def test_ddp_with_two_cpu_processes_via_accelerate_launch(setup, tmp_path):
+    """The documented multi-GPU path, on CPU: `accelerate launch` with 2 processes (gloo DDP)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.cli",
+           *_overrides(setup, out, "strategy.name=lora", "steps=2", "grad_accum=2", "data.batch_size=2")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("trainable params:") == 1  # printed by the main process only
+    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    model, _ = load_bundle(out / "bundle")
+    assert model.config.horizon == 4

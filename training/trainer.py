@@ -159,14 +159,16 @@ class PhaseRunner:
     def _loaders(self, start_micro: int):
         n_vqa = sum(self._pick_vqa(m) for m in range(start_micro))
         cfg = self.cfg
+        acc = self.accelerator
+        rank = f":rank{acc.process_index}" if acc.num_processes > 1 else ""  # each process its own batches
         robot = mixture_loader(self.train_sets, [r.weight for r in self.phase.stores], cfg.data.batch_size,
-                               cfg.seed, self.collate, cfg.data.num_workers, start_micro - n_vqa, "robot")
+                               cfg.seed, self.collate, cfg.data.num_workers, start_micro - n_vqa, "robot" + rank)
         vqa = None
         if cfg.vqa.ratio > 0 and self.vqa_samples:
             from training.vqa import VQADataset
 
             vqa = mixture_loader([VQADataset(self.vqa_samples)], [1.0], cfg.data.batch_size, cfg.seed,
-                                 self.vqa_collate, 0, n_vqa, "vqa")
+                                 self.vqa_collate, 0, n_vqa, "vqa" + rank)
         return iter(robot), iter(vqa) if vqa is not None else None
 
     def run(self) -> list[dict]:
@@ -208,6 +210,10 @@ class PhaseRunner:
                 for k, v in out.items():
                     key = k if k != "loss" else ("vqa_loss" if is_vqa else "loss")
                     logs[key] = logs.get(key, 0.0) + float(v.detach()) / cfg.grad_accum
+            if acc.num_processes > 1:  # log the mean over processes (every rank has the same keys)
+                keys = sorted(logs)
+                mean = acc.reduce(torch.tensor([logs[k] for k in keys], device=acc.device), "mean")
+                logs = dict(zip(keys, mean.tolist()))
             grad_norm = acc.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             optimizer.step()
             scheduler.step()
@@ -299,10 +305,14 @@ def prepare(cfg: TrainConfig):
 
 def train(cfg: TrainConfig) -> Path:
     """Train according to `cfg` and write `<out_dir>/bundle`; returns the bundle path."""
+    from accelerate import PartialState
+
     schema, model_cfg, stats, target_stores = prepare(cfg)
+    main_process = PartialState().is_main_process
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if main_process:
+        save_config(cfg, out / "config.yaml")
     _seed_everything(cfg.seed)
     model = build_model(cfg, model_cfg, stats)
     vqa = vqa_samples(cfg, model_cfg)
@@ -314,7 +324,7 @@ def train(cfg: TrainConfig) -> Path:
         stage1 = Phase("stage1", s1.stores, s1.steps, out / "stage1")
         if s1.checkpoint:
             load_trainable(Path(s1.checkpoint), model)
-            print(f"[stage1] starting stage 2 from stage-1 checkpoint {s1.checkpoint}")
+            PartialState().print(f"[stage1] starting stage 2 from stage-1 checkpoint {s1.checkpoint}")
         else:
             PhaseRunner(cfg, model, stage1, vqa).run()
             phases.append(stage1)
@@ -334,6 +344,10 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.stop_after and any(len(p.history) < p.steps for p in phases):
         return out
     history = {p.name: p.history for p in phases}
+    bundle = out / "bundle"
+    PartialState().wait_for_everyone()
+    if not main_process:
+        return bundle
     bundle = save_bundle(model, out / "bundle", action_space=_action_space(schema), merge=cfg.merge_lora,
                          provenance=_provenance(cfg, target_stores, history, time.time() - t0))
     from training.plots import plot_curves
