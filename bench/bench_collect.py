@@ -45,21 +45,21 @@ def frames(n: int = 8) -> list[np.ndarray]:
     return [np.roll(base, 13 * i, axis=1) for i in range(n)]
 
 
-def publisher(rate: float, seconds: float, qos: str, ready, go, result) -> None:
+def publisher(rate: float, seconds: float, qos: str, ready, go, done, result) -> None:
     import rclpy
     from sensor_msgs.msg import Image, JointState
     from trajectory_msgs.msg import JointTrajectory
 
     from vla_robot.robots.specs import WIDOWX_250
     from vla_robot.ros.conversions import image_to_msg, joint_state_msg, trajectory_msg
-    from vla_robot.ros.qos import COMMAND_QOS, sensor_qos
+    from vla_robot.ros.qos import COMMAND_QOS, joint_qos, sensor_qos
 
     SENSOR_QOS = sensor_qos(qos)
 
     rclpy.init()
     node = rclpy.create_node("bench_publisher")
     pubs = {c: node.create_publisher(Image, f"{c}/image_raw", SENSOR_QOS) for c in CAMERAS}
-    state_pub = node.create_publisher(JointState, "joint_states", SENSOR_QOS)
+    state_pub = node.create_publisher(JointState, "joint_states", joint_qos(qos))
     cmd_pub = node.create_publisher(JointTrajectory, "joint_trajectory", COMMAND_QOS)
     imgs = frames()
     names = WIDOWX_250.joint_names
@@ -89,6 +89,7 @@ def publisher(rate: float, seconds: float, qos: str, ready, go, result) -> None:
     wall = time.monotonic() - t0
     result.put({"published": k, "late": late, "cpu_pct": 100 * (time.process_time() - cpu0) / wall,
                 "last_stamp": stamp0 + (k - 1) / rate})
+    done.wait(30)  # stay alive until the recorder has taken everything (reliable delivery needs the writer)
     node.destroy_node()
     rclpy.shutdown()
 
@@ -99,8 +100,8 @@ def run_recorder(rate: float, seconds: float, store: str, qos: str) -> dict:
     from vla_robot.ros.recorder_node import RecorderNode
 
     ctx = mp.get_context("spawn")
-    ready, go, result = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=publisher, args=(rate, seconds, qos, ready, go, result), daemon=True)
+    ready, go, done, result = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=publisher, args=(rate, seconds, qos, ready, go, done, result), daemon=True)
     proc.start()
     ros = ComposedProcess(threads=6)
     rec = ros.add(RecorderNode({"store": store, "cameras": ",".join(CAMERAS), "width": W, "height": H,
@@ -117,6 +118,7 @@ def run_recorder(rate: float, seconds: float, store: str, qos: str) -> dict:
     while rec.last_state_stamp < pub["last_stamp"] - 1e-6 and time.monotonic() < drain:
         time.sleep(0.05)
     drained = rec.last_state_stamp >= pub["last_stamp"] - 1e-6
+    done.set()
     time.sleep(0.3)
     rec.save_episode(True)
     wall = time.monotonic() - t0

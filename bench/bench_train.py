@@ -177,6 +177,8 @@ def main() -> int:
         if "samples_per_s" in r:
             r["vs_full"] = r["samples_per_s"] / base if base else float("nan")
     result = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "size": args.size,
+              "peak_mem_kind": "torch.cuda.max_memory_allocated per strategy" if args.device == "cuda"
+              else "process max RSS, cumulative over the strategies run so far",
               "batch": args.batch, "steps": args.steps, "torch": torch.__version__, "strategies": rows}
     if args.size == "tiny":
         from vla_robot.data.store import EpisodeStore

@@ -85,3 +85,17 @@ def test_deploy_cli_sim_composed_and_direct(trained_bundle, tmp_path):
         assert report["mode"] == mode
         assert report["episodes"][0]["steps"] >= 10
         assert report["runtime"]["loop"]["ticks"] >= 10
+
+
+def test_eval_cli_layout_seed_fixes_the_layout(tmp_path):
+    """--layout-seed reaches the twin: every episode has the same card/cube layout, the emojis differ."""
+    from vla_robot.policy.expert_replay import write_expert_replay_bundle
+
+    bundle = write_expert_replay_bundle(tmp_path / "bundle")
+    out = tmp_path / "eval"
+    assert vla_robot(["eval", "--policy", str(bundle), "--episodes", "2", "--max-steps", "3", "--layout-seed", "7",
+                      "--image-size", "32", "32", "--videos", "0", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["eval"]["twin_overrides"] == {"layout_seed": 7}
+    a, b = report["episodes"]
+    assert a["seed"] != b["seed"] and a["instruction"] != b["instruction"]

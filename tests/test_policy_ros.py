@@ -83,7 +83,8 @@ def test_policy_node_estop_diagnostics_and_bad_input():
     twin = Twin(TwinConfig(**twin_kwargs(twin_cfg)))
     policy = ExpertReplayPolicy("widowx250", chunk_size=10)
     stack = SimPolicyStack(twin, policy, RuntimeConfig(asynchronous=True), rate_factor=3.0, first_seed=SEED)
-    harness = stack.composition.add(EvalHarness(stack.arm.get_name(), stack.policy_node.get_name(), "third_person"))
+    harness = stack.composition.add(EvalHarness(stack.arm.get_name(), stack.policy_node.get_name(), "third_person",
+                                                context=stack.composition.context))
     diag = []
     harness.create_subscription(DiagnosticArray, "/diagnostics",
                                 lambda m: diag.append(m) if m.status[0].name.endswith("policy") else None, 10)

@@ -155,7 +155,7 @@ def test_sync_loop_in_twin_executes_the_action_made_for_each_step(twin):
 
 def test_async_paced_loop_skips_stale_actions_and_never_repeats(twin):
     """Inference takes ~2.5 periods at 20 Hz; the arm must always get the action made for the current step."""
-    policy = StepStampPolicy(chunk_size=10, delay_s=0.12)
+    policy = StepStampPolicy(chunk_size=16, delay_s=0.12)  # request at <= 8 queued: 400 ms of slack
     loop = make_loop(twin, policy, asynchronous=True, control_hz=20.0,
                      chunk=ChunkConfig(request_threshold=0.5), safety=SafetyConfig(max_inference_stall_s=5.0))
     try:

@@ -49,6 +49,8 @@ def test_bad_configs_fail_before_compute(setup, tmp_path):
         train(load_config(None, _overrides(setup, tmp_path / "x", "strategy.lora.target_modules=[nope_proj]")))
     assert not (tmp_path / "x" / "checkpoints").exists()
     assert vla_train(_overrides(setup, tmp_path, "strategy.name=sparse")) == 2
+    assert vla_train(["--check", *_overrides(setup, tmp_path, "model.horizon=50")]) == 2
+    assert vla_train(["--check", *_overrides(setup, tmp_path)]) == 0
 
 
 @pytest.mark.parametrize("name", ["lora_paligemma", "staged_paligemma", "cotrain_smolvlm"])

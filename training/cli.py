@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON TrainConfig file (see docs/training.md)")
     p.add_argument("overrides", nargs="*", help=f"dotted key=value overrides; strategies: {', '.join(STRATEGIES)}")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--check", action="store_true",
+                   help="run every check that needs no training (config, stores, chunk length, stats) and exit")
     p.add_argument("--make-tiny-backbone", nargs=2, metavar=("FAMILY", "DIR"),
                    help="write a tiny random backbone of FAMILY (paligemma|qwen2_vl|qwen2_5_vl|idefics3) to DIR and exit")
     p.add_argument("--image-size", type=int, default=32, help="image size of --make-tiny-backbone")
@@ -44,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
             from training.config import _plain
 
             print(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
+            return 0
+        if args.check:
+            from training.trainer import prepare
+
+            schema, model_cfg, stats, stores = prepare(cfg)
+            print(f"ok: {len(stores)} store(s), {sum(s.num_episodes for s in stores)} episodes, "
+                  f"action_dim={model_cfg.action_dim} state_dim={model_cfg.state_dim} cameras={list(model_cfg.cameras)} "
+                  f"gripper_dims={list(model_cfg.gripper_dims)}")
             return 0
         from training.trainer import train
 

@@ -60,8 +60,11 @@ def generate_twin_vqa(num_samples: int, image_size: int = 64, robot: str = "wido
     from sim.config import TwinConfig
     from sim.twin import Twin
 
+    from tqdm.auto import tqdm
+
     out: list[dict] = []
     twin = Twin(TwinConfig(robot=robot, split=split, cameras=(camera,), image_size=(image_size, image_size)))
+    bar = tqdm(total=num_samples, desc="embodied VQA from the twin", unit="qa", disable=num_samples < 200)
     try:
         scene = 0
         while len(out) < num_samples:
@@ -70,8 +73,10 @@ def generate_twin_vqa(num_samples: int, image_size: int = 64, robot: str = "wido
             for question, answer in scene_questions(twin, camera):
                 if len(out) < num_samples:
                     out.append({"image": image, "question": question, "answer": answer})
+                    bar.update(1)
             scene += 1
     finally:
+        bar.close()
         twin.close()
     return out
 

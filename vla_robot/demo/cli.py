@@ -75,9 +75,14 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
+    kept = []
+    manifest = out / "demo_manifest.json"
+    if manifest.exists() and len(selected) < len(phases):
+        previous = {p["name"]: p for p in json.loads(manifest.read_text()).get("phases", [])}
+        kept = [previous[p.name] for p in phases if p not in selected and p.name in previous]
     t0 = time.time()
     try:
-        run_phases(selected, out / "logs", out / "demo_manifest.json", settings.expected_minutes * 60, env=env, header=header)
+        run_phases(selected, out / "logs", manifest, settings.expected_minutes * 60, env=env, header=header, kept=kept)
     except PhaseFailed as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 1

@@ -32,6 +32,8 @@ class DemoSettings:
     batch_size: int = 16
     horizon: int = 8
     lora_rank: int = 16
+    lr_head: float = 1e-3
+    lr_backbone: float = 1e-3
     eval_episodes: int = 20
     eval_videos: int = 4
     max_steps: int = 120
@@ -156,6 +158,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             argv=[_exe("vla-train"), f"data.stores=[{p.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
                   f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={p.prior}",
                   f"model.image_size={s.image_size}", f"model.horizon={s.horizon}", *strategy,
+                  f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
                   f"steps={s.stage2_steps}", f"seed={s.seed}", f"out_dir={p.train}"],
             description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement",
             weight=1.0 + (s.stage1_steps + s.stage2_steps) / 150,

@@ -119,8 +119,13 @@ def run_phases(
     env: dict[str, str] | None = None,
     stream=None,
     header: dict | None = None,
+    kept: list[dict] | None = None,
 ) -> list[PhaseResult]:
-    """Run phases in order, writing ``manifest_path`` after each; raise `PhaseFailed` on the first failure."""
+    """Run phases in order, writing ``manifest_path`` after each; raise `PhaseFailed` on the first failure.
+
+    ``kept`` are manifest entries of phases that ran in an earlier invocation and are
+    skipped now; they stay in the manifest (and so in the report's commands) before the new ones.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     display = ProgressDisplay(phases, stream)
     total_weight = sum(p.weight for p in phases) or 1.0
@@ -142,7 +147,7 @@ def run_phases(
             phase.name, phase.command, phase.description, proc.returncode, round(time.time() - t0, 1), str(log), phase.outputs
         )
         results.append(result)
-        _write_manifest(manifest_path, results, phases, started, header)
+        _write_manifest(manifest_path, results, phases, started, header, kept or [])
         if proc.returncode != 0:
             display.update(i, result.seconds, "", expected, done=False)
             raise PhaseFailed(result, _tail(log))
@@ -150,13 +155,17 @@ def run_phases(
     return results
 
 
-def _write_manifest(path: Path, results: list[PhaseResult], phases: list[Phase], started: float, header: dict | None) -> None:
+def _write_manifest(
+    path: Path, results: list[PhaseResult], phases: list[Phase], started: float, header: dict | None, kept: list[dict]
+) -> None:
     done = {r.name for r in results}
+    new = [asdict(r) for r in results]
+    kept = [k for k in kept if k["name"] not in done and k["name"] not in {p.name for p in phases}]
     data = {
         **(header or {}),
         "started_unix": started,
-        "elapsed_s": round(time.time() - started, 1),
-        "phases": [asdict(r) for r in results],
+        "elapsed_s": round(time.time() - started + sum(k.get("seconds", 0) for k in kept), 1),
+        "phases": kept + new,
         "pending": [{"name": p.name, "command": p.command} for p in phases if p.name not in done],
     }
     path.write_text(json.dumps(data, indent=2))

@@ -61,6 +61,7 @@ def arm_phases(arm: str, seed: int, s: DemoSettings, out: Path, data: Paths, vqa
         [_exe("vla-train"), f"data.stores=[{data.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
          f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={backbone}",
          f"model.image_size={s.image_size}", f"model.horizon={s.horizon}", *_strategy(arm, s, data, vqa_ratio),
+         f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
          f"steps={s.stage2_steps}", f"seed={seed}", f"out_dir={d / 'train'}"],
         f"{arm} (seed {seed}) on train-emoji placement", 1.0 + s.stage2_steps / 150,
     )

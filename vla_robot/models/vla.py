@@ -207,8 +207,9 @@ class VLAModel(nn.Module):
         pad = self.preprocessor.tokenizer.pad_token_id
         ids = labels.masked_fill(labels == IGNORE_INDEX, pad)
         full = append_tokens(inputs, ids, prefix=False, mask=labels != IGNORE_INDEX)
-        logits = self.backbone(**full, use_cache=False).logits
         t = labels.shape[1]
+        # only the positions that predict the labels: a 257k vocabulary over the whole prompt would not fit
+        logits = self.backbone(**full, use_cache=False, logits_to_keep=t + 1).logits
         pred = logits[:, -t - 1:-1].float()
         return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
@@ -235,7 +236,7 @@ class VLAModel(nn.Module):
         ids = torch.empty((batch, 0), dtype=torch.long, device=self.device)
         for _ in range(self.config.horizon * self.config.action_dim):
             full = append_tokens(inputs, ids, prefix=False)
-            logits = self.backbone(**full, use_cache=False).logits[:, -1, offset:offset + self.config.num_bins]
+            logits = self.backbone(**full, use_cache=False, logits_to_keep=1).logits[:, -1, offset:offset + self.config.num_bins]
             ids = torch.cat([ids, logits.argmax(-1, keepdim=True) + offset], dim=1)
         return self.token_ids_to_action(ids)
 

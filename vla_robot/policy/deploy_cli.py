@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from vla_robot.policy.runtime_args import add_runtime_arguments, runtime_config_from_args
+from vla_robot.policy.runtime_args import add_runtime_arguments, runtime_config_from_args, with_policy_rate
 
 HARDWARE = ("widowx", "so100")
 
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     runtime = runtime_config_from_args(args)
     policy = load_policy(args.policy, runtime)
+    runtime = with_policy_rate(runtime, args, policy)
     print(f"policy: {json.dumps(policy.describe())}")
     if args.robot == "sim" or args.robot.startswith("sim:"):
         return _run_sim(args, policy, runtime)
@@ -108,7 +109,8 @@ def _run_hardware(args, policy, runtime) -> int:
     from vla_robot.ros.arm_node import ArmNode
     from vla_robot.ros.camera_node import CameraNode
     from vla_robot.ros.policy_node import PolicyNode
-    from vla_robot.ros.policy_stack import Composition, policy_params
+    from vla_robot.ros.executor import ComposedProcess
+    from vla_robot.ros.policy_stack import policy_params
 
     cams = dict((n, (s, d)) for n, s, d in map(_parse_camera, args.camera))
     missing = [c for c in policy.camera_names if c not in cams]
@@ -116,19 +118,20 @@ def _run_hardware(args, policy, runtime) -> int:
         raise SystemExit(f"the policy needs cameras {missing}; add --camera NAME=SOURCE:DEVICE for each")
     if not args.instruction:
         raise SystemExit("--instruction is required on hardware")
-    proc = Composition()
+    proc = ComposedProcess()
+    ctx = proc.context
     try:
         arm_params = {"robot": args.robot, "port": args.port}
         if args.calibration:
             arm_params["calibration_path"] = args.calibration
-        arm = proc.add(ArmNode(arm_params))
+        arm = proc.add(ArmNode(arm_params, context=ctx))
         for name in policy.camera_names:
             source, device = cams[name]
             proc.add(CameraNode({"source": source, "camera_name": name, **({"device": device} if device else {})},
-                                name=f"camera_{name}"))
+                                name=f"camera_{name}", context=ctx))
         params = policy_params(runtime, arm.spec.name, 1.0)
         params.update(instruction=args.instruction, autostart=True)
-        node = proc.add(PolicyNode(params, policy=policy))
+        node = proc.add(PolicyNode(params, policy=policy, context=ctx))
         proc.start()
         print("running; Ctrl-C stops (the arm holds its last safe target). e-stop: "
               "ros2 service call /policy/estop std_srvs/srv/Trigger")

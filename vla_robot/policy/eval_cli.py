@@ -14,7 +14,7 @@ import json
 import time
 
 from vla_robot.policy.evaluation import SPLIT_CHOICES
-from vla_robot.policy.runtime_args import add_runtime_arguments, runtime_config_from_args
+from vla_robot.policy.runtime_args import add_runtime_arguments, runtime_config_from_args, with_policy_rate
 
 ARMS = ("widowx250", "so100")
 
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     runtime = runtime_config_from_args(args)
     policy = load_policy(args.policy, runtime)
+    runtime = with_policy_rate(runtime, args, policy)
     cfg = EvalConfig(robot=parse_robot(args.robot, getattr(policy, "robot", "")), split=args.split,
                      episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
                      image_size=tuple(args.image_size), n_cards=args.cards, videos=args.videos,

@@ -211,7 +211,11 @@ class ControlLoop:
                 else:
                     try:
                         chunk, timings = self.policy.infer(obs)
-                        self.step_index = max(self.step_index, self._now_step())
+                        late = self._now_step() - self.step_index
+                        if late > 0:  # the blocking inference overran: those ticks are gone
+                            self.counters["overruns"] += 1
+                            self.counters["missed_ticks"] += late
+                            self.step_index += late
                         self._ingest((obs, chunk, timings, None))
                     except Exception as exc:
                         self._ingest((obs, None, {}, exc))

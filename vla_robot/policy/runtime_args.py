@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from vla_robot.policy.config import (COMPILE_MODES, DTYPES, GRAPH_MODES, MERGE_MODES, ChunkConfig, RuntimeConfig,
                                      SafetyConfig)
@@ -17,7 +18,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, asynchronous_default:
                    help="torch.compile the VLM forward (reduce-overhead = with CUDA graphs); opt-in")
     g.add_argument("--prompt-bucket", type=int, default=0,
                    help="left-pad prompts to a multiple of this many tokens (one compiled graph per bucket)")
-    g.add_argument("--control-hz", type=float, default=10.0, help="control rate (the twin's rate too)")
+    g.add_argument("--control-hz", type=float, default=None,
+                   help="control rate (the twin's rate too); default: the bundle's training rate, else 10")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--async", dest="asynchronous", action="store_true", default=asynchronous_default,
                       help="compute the next chunk while the current one executes" + (" (default)" if asynchronous_default else ""))
@@ -42,7 +44,7 @@ def runtime_config_from_args(args: argparse.Namespace) -> RuntimeConfig:
             cuda_graph=args.cuda_graph,
             vlm_compile=args.vlm_compile,
             prompt_bucket=args.prompt_bucket,
-            control_hz=args.control_hz,
+            control_hz=args.control_hz or 10.0,
             asynchronous=args.asynchronous,
             chunk=ChunkConfig(merge=args.merge, decay=args.decay, request_threshold=args.request_threshold,
                               execute_steps=args.execute_steps),
@@ -51,3 +53,11 @@ def runtime_config_from_args(args: argparse.Namespace) -> RuntimeConfig:
         )
     except ValueError as exc:
         raise SystemExit(f"bad runtime option: {exc}") from None
+
+
+def with_policy_rate(runtime: RuntimeConfig, args: argparse.Namespace, policy) -> RuntimeConfig:
+    """Use the bundle's control rate unless --control-hz was given: chunks are in control steps."""
+    rate = getattr(policy, "control_hz", None)
+    if args.control_hz is None and rate:
+        return dataclasses.replace(runtime, control_hz=float(rate))
+    return runtime

@@ -31,7 +31,7 @@ from vla_robot.ros import diagnostics
 from vla_robot.ros.conversions import MessageError, from_time, joint_positions_from_msg, joint_state_msg, targets_from_trajectory
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
-from vla_robot.ros.qos import sensor_qos, COMMAND_QOS, LATCHED_QOS
+from vla_robot.ros.qos import joint_qos, sensor_qos, COMMAND_QOS, LATCHED_QOS
 
 PARAMS = {
     "sensor_qos": "sensor_data",  # sensor_data (best effort) | reliable (composed stacks)
@@ -79,7 +79,7 @@ class ArmNode(Node):
         self._command_lock = threading.Lock()
         self._epoch = time.time()  # sim stamps: epoch + twin time, monotonic across resets
         self._seed = int(self.p.seed)
-        self.state_pub = self.create_publisher(JointState, "joint_states", self._sensor_qos)
+        self.state_pub = self.create_publisher(JointState, "joint_states", joint_qos(self.p.sensor_qos))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.instruction_pub = self.create_publisher(String, "instruction", LATCHED_QOS)
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, COMMAND_QOS)

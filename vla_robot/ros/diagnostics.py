@@ -21,8 +21,6 @@ def _flatten(prefix: str, value) -> list[tuple[str, str]]:
 
 
 def diagnostic_array(name: str, hardware_id: str, level: int, message: str, values: dict, stamp: float) -> DiagnosticArray:
-    if isinstance(level, (bytes, bytearray)):  # DiagnosticStatus.OK etc. are bytes in rclpy
-        level = level[0]
     level = level[0] if isinstance(level, (bytes, bytearray)) else int(level)
     status = DiagnosticStatus(level=bytes([level]) if isinstance(DiagnosticStatus().level, bytes) else level,
                               name=name, message=message, hardware_id=hardware_id)

@@ -30,8 +30,8 @@ from vla_robot.ros.qos import LATCHED_QOS, SENSOR_QOS
 class EvalHarness(Node):
     """The evaluator's side of the wire: service clients, the episode topic, a video subscriber."""
 
-    def __init__(self, arm_name: str, policy_name: str, video_camera: str) -> None:
-        super().__init__("policy_eval")
+    def __init__(self, arm_name: str, policy_name: str, video_camera: str, context=None) -> None:
+        super().__init__("policy_eval", context=context)
         self.reset_cli = self.create_client(Trigger, f"/{arm_name}/reset")
         self.evaluate_cli = self.create_client(Trigger, f"/{arm_name}/evaluate")
         self.start_cli = self.create_client(Trigger, f"/{policy_name}/start")
@@ -82,7 +82,8 @@ def evaluate_through_ros(policy, cfg: EvalConfig, runtime: RuntimeConfig | None 
         stack = SimPolicyStack(twin, policy, runtime, rate_factor=rate_factor, first_seed=cfg.seed)
         try:
             arm, pol = stack.arm, stack.policy_node
-            harness = stack.composition.add(EvalHarness(arm.get_name(), pol.get_name(), cfg.video_camera))
+            harness = stack.composition.add(EvalHarness(arm.get_name(), pol.get_name(), cfg.video_camera,
+                                                        context=stack.composition.context))
             stack.start()
             _wait_until(lambda: pol.arm.has_state, 20.0, "the first joint state from the arm node")
             for i in range(cfg.episodes):

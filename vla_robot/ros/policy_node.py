@@ -174,8 +174,8 @@ def runtime_config(p) -> RuntimeConfig:
 
 
 class PolicyNode(Node):
-    def __init__(self, overrides: dict | None = None, policy=None, name: str = "policy") -> None:
-        super().__init__(name)
+    def __init__(self, overrides: dict | None = None, policy=None, name: str = "policy", context=None) -> None:
+        super().__init__(name, context=context)
         self.p = declare(self, PARAMS, overrides)
         self.runtime = runtime_config(self.p)
         if policy is None:

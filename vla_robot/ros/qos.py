@@ -7,6 +7,9 @@ SENSOR_QOS = qos_profile_sensor_data
 # Commands and episode control: reliable, a short queue so a stale burst is not replayed.
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
+# Recording commanded actions: reliable with a deep reader history, so a stalled recorder loses none.
+RECORD_COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
 # The current instruction: late joiners get the last one.
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -25,3 +28,12 @@ def sensor_qos(kind: str) -> QoSProfile:
     if kind == "reliable":
         return RELIABLE_SENSOR_QOS
     raise ValueError(f"sensor_qos {kind!r} unknown; choose one of {SENSOR_QOS_KINDS}")
+
+
+def joint_qos(kind: str) -> QoSProfile:
+    """Like ``sensor_qos`` for small, frequent messages (joint states): the reliable variant keeps
+    a deeper history (100), so a reader stalled for a second loses nothing."""
+    if kind == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    return sensor_qos(kind)

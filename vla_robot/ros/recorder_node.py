@@ -27,7 +27,7 @@ from vla_robot.ros.conversions import (MessageError, from_time, image_from_msg, 
                                        targets_from_trajectory)
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
-from vla_robot.ros.qos import sensor_qos, COMMAND_QOS, LATCHED_QOS
+from vla_robot.ros.qos import LATCHED_QOS, RECORD_COMMAND_QOS, joint_qos, sensor_qos
 
 PARAMS = {
     "sensor_qos": "sensor_data",  # sensor_data (best effort) | reliable (composed stacks)
@@ -80,10 +80,10 @@ class RecorderNode(Node):
         # samples are dropped as out of order).
         state_group, action_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(JointState, "joint_states", self._on_state, self._sensor_qos, callback_group=state_group)
-        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, COMMAND_QOS,
+        self.create_subscription(JointState, "joint_states", self._on_state, joint_qos(self.p.sensor_qos), callback_group=state_group)
+        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, RECORD_COMMAND_QOS,
                                  callback_group=action_group)
-        self.create_subscription(JointState, "joint_command", self._on_joint_command, COMMAND_QOS,
+        self.create_subscription(JointState, "joint_command", self._on_joint_command, RECORD_COMMAND_QOS,
                                  callback_group=action_group)
         for cam in self.camera_names:
             group = MutuallyExclusiveCallbackGroup()

@@ -27,7 +27,7 @@ from vla_robot.robots.specs import get_robot_spec
 from vla_robot.ros.conversions import MessageError, from_time, joint_positions_from_msg, trajectory_msg
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
-from vla_robot.ros.qos import sensor_qos, COMMAND_QOS, LATCHED_QOS
+from vla_robot.ros.qos import joint_qos, sensor_qos, COMMAND_QOS, LATCHED_QOS
 
 MODES = ("scripted", "leader", "joy", "twist", "keyboard")
 
@@ -65,12 +65,12 @@ class TeleopNode(Node):
         if mode == "scripted":
             if expert is None:
                 raise ValueError("teleop mode 'scripted' runs composed with the twin (vla-robot collect --robot sim)")
-            self.create_subscription(JointState, "joint_states", self._on_state_scripted, self._sensor_qos)
+            self.create_subscription(JointState, "joint_states", self._on_state_scripted, joint_qos(self.p.sensor_qos))
         elif mode == "leader":
             from vla_robot.teleop.leader_follower import LeaderFollowerMap
 
             self.leader = LeaderFollowerMap(self.spec)
-            self.create_subscription(JointState, "leader/joint_states", self._on_leader, self._sensor_qos)
+            self.create_subscription(JointState, "leader/joint_states", self._on_leader, joint_qos(self.p.sensor_qos))
         else:
             from vla_robot.teleop.ee_teleop import EETeleop, EETeleopConfig
             from vla_robot.teleop.inputs import JoyMapping, Twist6
@@ -81,7 +81,7 @@ class TeleopNode(Node):
             self.joy_map = JoyMapping(deadman_button=self.p.deadman_button)
             self._twist = Twist6(np.zeros(3), np.zeros(3), 0.0)
             self._twist_lock = threading.Lock()
-            self.create_subscription(JointState, "joint_states", self._on_state_ee, self._sensor_qos)
+            self.create_subscription(JointState, "joint_states", self._on_state_ee, joint_qos(self.p.sensor_qos))
             if mode == "joy":
                 self.create_subscription(Joy, "joy", self._on_joy, self._sensor_qos)
             elif mode == "twist":
