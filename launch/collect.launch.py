@@ -41,6 +41,7 @@ ARGUMENTS = {
     "instruction": ("", "initial language instruction"),
     "operator": ("", "operator name stored with each episode"),
     "preview_path": ("/tmp/vla_robot_preview.jpg", "live preview JPEG (headless)"),
+    "sensor_qos": ("reliable", "images + joint states: reliable (no lost frames while recording) | sensor_data"),
 }
 ARM_MODEL = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}
 
@@ -73,7 +74,7 @@ def _nodes(context):
         actions.append(Node(package=PACKAGE, executable="twin_node", name="twin", output="screen",
                             parameters=[os.path.join(share, "config", "twin.yaml"), twin_params]))
     else:
-        arm = {"robot": robot}
+        arm = {"robot": robot, "sensor_qos": arg["sensor_qos"]}
         if arg["port"]:
             arm["port"] = arg["port"]
         if arg["calibration_path"]:
@@ -83,7 +84,7 @@ def _nodes(context):
         devices += [""] * (len(cameras) - len(devices))
         for name, device in zip(cameras, devices):
             cam = {"source": arg["camera_source"], "camera_name": name, "width": width, "height": height,
-                   "fps": float(arg["fps"])}
+                   "fps": float(arg["fps"]), "sensor_qos": arg["sensor_qos"]}
             if device:
                 cam["device"] = device
             actions.append(Node(package=PACKAGE, executable="camera_node", name=f"camera_{name}", output="screen",
@@ -104,6 +105,7 @@ def _nodes(context):
         "operator": arg["operator"],
         "preview_path": arg["preview_path"],
         "console": True,
+        "sensor_qos": arg["sensor_qos"],
     }
     if robot == "sim":
         recorder["auto_reset_service"] = "/arm/reset"

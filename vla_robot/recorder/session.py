@@ -55,7 +55,11 @@ class EpisodeRecorder:
         self.store = store
         self.camera_names = tuple(camera_names)
         self.depth_cameras = tuple(depth_cameras)
-        streams = ("state", "action", *(f"images/{c}" for c in self.camera_names))
+        unknown = [c for c in self.depth_cameras if c not in self.camera_names]
+        if unknown:
+            raise ValueError(f"depth cameras {unknown} are not among the cameras {list(self.camera_names)}")
+        streams = ("state", "action", *(f"images/{c}" for c in self.camera_names),
+                   *(f"depth/{c}" for c in self.depth_cameras))
         self.aligner = StreamAligner(AlignerConfig(control_rate_hz, streams, tolerance_s=tolerance_s,
                                                    max_wait_s=max_wait_s))
         self.stats = RecorderStats(rejected={s: 0 for s in streams})
@@ -144,6 +148,9 @@ class EpisodeRecorder:
     def add_image(self, camera: str, stamp: float, rgb: np.ndarray, receive: float | None = None) -> None:
         self._add(f"images/{camera}", stamp, rgb, receive)
 
+    def add_depth(self, camera: str, stamp: float, depth_mm: np.ndarray, receive: float | None = None) -> None:
+        self._add(f"depth/{camera}", stamp, depth_mm, receive)
+
     def reject(self, stream: str, reason: str) -> None:
         self.stats.rejected[stream] = self.stats.rejected.get(stream, 0) + 1
         self.stats.last_error = f"{stream}: {reason}"
@@ -187,11 +194,13 @@ class EpisodeRecorder:
                     "state": s["state"].value,
                     "action": s["action"].value,
                     "images": {c: smp.value for c, smp in cams.items()},
+                    "depth": {c: s[f"depth/{c}"].value for c in self.depth_cameras},
                     "stamp": s["state"].stamp,
                     "receive_stamp": s["state"].receive,
                     "stamps": {
                         "action": (s["action"].stamp, s["action"].receive),
                         **{f"images/{c}": (smp.stamp, smp.receive) for c, smp in cams.items()},
+                        **{f"depth/{c}": (s[f"depth/{c}"].stamp, s[f"depth/{c}"].receive) for c in self.depth_cameras},
                     },
                 })
                 newest = max(smp.receive for smp in s.values())

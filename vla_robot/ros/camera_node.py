@@ -16,7 +16,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from vla_robot.ros import diagnostics
-from vla_robot.ros.conversions import camera_info_msg, compressed_image_msg, image_to_msg, to_time
+from vla_robot.ros.conversions import camera_info_msg, compressed_image_msg, depth_to_msg, image_to_msg
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
 from vla_robot.ros.qos import sensor_qos
@@ -94,11 +94,7 @@ class CameraNode(Node):
         if self.compressed_pub is not None:
             self.compressed_pub.publish(compressed_image_msg(rgb, stamp, self.frame_id))
         if self.depth_pub is not None and depth is not None:
-            msg = Image()
-            msg.header.stamp, msg.header.frame_id = to_time(stamp), self.frame_id
-            msg.height, msg.width, msg.encoding, msg.step = depth.shape[0], depth.shape[1], "16UC1", depth.shape[1] * 2
-            msg.data = depth.tobytes()
-            self.depth_pub.publish(msg)
+            self.depth_pub.publish(depth_to_msg(depth, stamp, self.frame_id))
         self.published += 1
 
     def on_twin_step(self, stamp: float) -> None:

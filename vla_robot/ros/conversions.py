@@ -60,6 +60,30 @@ def image_from_msg(msg: Image, expected_hw: tuple[int, int] | None = None) -> np
     return rgb[..., ::-1].copy() if msg.encoding == "bgr8" else rgb.copy()
 
 
+def depth_to_msg(depth_mm: np.ndarray, stamp: float, frame_id: str) -> Image:
+    depth_mm = np.ascontiguousarray(depth_mm, dtype=np.uint16)
+    msg = Image()
+    msg.header.stamp = to_time(stamp)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(depth_mm.shape[0]), int(depth_mm.shape[1])
+    msg.encoding, msg.is_bigendian, msg.step = "16UC1", 0, msg.width * 2
+    msg.data = depth_mm.tobytes()
+    return msg
+
+
+def depth_from_msg(msg: Image, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """uint16 HxW millimetres from a little-endian 16UC1 Image; anything else raises ``MessageError``."""
+    if msg.encoding not in ("16UC1", "mono16") or msg.is_bigendian:
+        raise MessageError(f"depth encoding {msg.encoding!r} (big-endian={bool(msg.is_bigendian)}) not supported; "
+                           "send little-endian 16UC1 in millimetres")
+    if expected_hw is not None and (msg.height, msg.width) != tuple(expected_hw):
+        raise MessageError(f"depth image is {msg.width}x{msg.height}, expected {expected_hw[1]}x{expected_hw[0]}")
+    if msg.step < msg.width * 2 or len(msg.data) != msg.step * msg.height:
+        raise MessageError(f"depth data is {len(msg.data)} bytes; {msg.height} rows of step {msg.step} were declared")
+    rows = np.frombuffer(msg.data, dtype="<u2", count=msg.height * msg.step // 2).reshape(msg.height, msg.step // 2)
+    return rows[:, : msg.width].copy()
+
+
 def compressed_image_msg(rgb: np.ndarray, stamp: float, frame_id: str, quality: int = 80) -> CompressedImage:
     import cv2
 

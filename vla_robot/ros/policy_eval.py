@@ -123,7 +123,11 @@ def _run_episode(harness: EvalHarness, pol, twin, twin_cfg: dict, cfg: EvalConfi
     settled = Settled(cfg.settle_steps)
     last_step = -1
     result: dict = {}
+    deadline = time.monotonic() + 30.0 + 5 * cfg.max_steps * period_wall
     while twin.steps < cfg.max_steps:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"episode seed {seed}: the twin stopped advancing ({twin.steps} steps); "
+                               "is the arm node's clock running?")
         time.sleep(period_wall / 2)
         if twin.steps == last_step:
             continue

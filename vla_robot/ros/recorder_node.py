@@ -23,8 +23,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_robot.robots.specs import get_robot_spec
 from vla_robot.ros import diagnostics
-from vla_robot.ros.conversions import (MessageError, from_time, image_from_msg, joint_positions_from_msg,
-                                       targets_from_trajectory)
+from vla_robot.ros.conversions import (MessageError, depth_from_msg, from_time, image_from_msg,
+                                       joint_positions_from_msg, targets_from_trajectory)
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
 from vla_robot.ros.qos import LATCHED_QOS, RECORD_COMMAND_QOS, joint_qos, sensor_qos
@@ -34,6 +34,7 @@ PARAMS = {
     "store": "demos.zarr",  # local path or fsspec URL; appended to when it exists
     "robot": "widowx250",  # widowx250 | so100 (joint names and store schema)
     "cameras": "third_person,wrist",  # topics <name>/image_raw
+    "depth_cameras": "",  # cameras whose <name>/depth/image_raw (16UC1, aligned) is recorded too
     "width": 128,  # expected image size of every camera
     "height": 128,
     "control_rate_hz": 10.0,
@@ -61,6 +62,7 @@ class RecorderNode(Node):
         self.spec = get_robot_spec(self.p.robot)
         self.names = list(self.spec.joint_names)
         self.camera_names = tuple(c for c in self.p.cameras.split(",") if c)
+        self.depth_cameras = tuple(c for c in self.p.depth_cameras.split(",") if c)
         self.expected_hw = (self.p.height, self.p.width)
         self.intrinsics: dict[str, dict] = {}
         self.last_frame: dict[str, float] = {c: 0.0 for c in self.camera_names}
@@ -91,6 +93,9 @@ class RecorderNode(Node):
                                      callback_group=group)
             self.create_subscription(CameraInfo, f"{cam}/camera_info", lambda m, c=cam: self._on_info(c, m),
                                      self._sensor_qos, callback_group=group)
+            if cam in self.depth_cameras:
+                self.create_subscription(Image, f"{cam}/depth/image_raw", lambda m, c=cam: self._on_depth(c, m),
+                                         self._sensor_qos, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS, callback_group=control)
         self.create_service(Trigger, "~/start", self._srv_start, callback_group=control)
         self.create_service(SetBool, "~/save", self._srv_save, callback_group=control)
@@ -130,14 +135,16 @@ class RecorderNode(Node):
                 robot=self.spec.name, joint_names=self.spec.joint_names, control_rate_hz=self.p.control_rate_hz,
                 action_space={"type": "joint_position", "names": self.names},
                 cameras=[CameraSpec(c, self.p.width, self.p.height, self.intrinsics.get(c), encoding=self.p.encoding,
-                                    quality=self.p.quality) for c in self.camera_names],
+                                    quality=self.p.quality, depth=c in self.depth_cameras)
+                         for c in self.camera_names],
                 state_dim=self.spec.dof, action_dim=self.spec.dof,
             )
             store = EpisodeStore.create(url, schema)
         self._store = store
         self.recorder = EpisodeRecorder(store, self.camera_names, self.p.control_rate_hz,
                                         tolerance_s=self.p.tolerance_s or None, max_wait_s=self.p.max_wait_s,
-                                        queue_size=self.p.queue_size, operator=self.p.operator, robot=self.spec.name)
+                                        queue_size=self.p.queue_size, depth_cameras=self.depth_cameras,
+                                        operator=self.p.operator, robot=self.spec.name)
         if self._pending_instruction:
             self.recorder.set_instruction(self._pending_instruction)
         return self.recorder
@@ -189,6 +196,17 @@ class RecorderNode(Node):
             self.latest_images[camera] = rgb
         if self.recorder is not None and self.recorder.recording:
             self.recorder.add_image(camera, from_time(msg.header.stamp), rgb, receive)
+
+    def _on_depth(self, camera: str, msg: Image) -> None:
+        if self.recorder is None or not self.recorder.recording:
+            return
+        try:
+            depth = depth_from_msg(msg, self.expected_hw)
+        except MessageError as exc:
+            self.recorder.reject(f"depth/{camera}", str(exc))
+            self.get_logger().warning(f"depth from {camera} rejected: {exc}", throttle_duration_sec=1.0)
+            return
+        self.recorder.add_depth(camera, from_time(msg.header.stamp), depth, time.monotonic())
 
     def _on_info(self, camera: str, msg: CameraInfo) -> None:
         if camera not in self.intrinsics:
