@@ -189,3 +189,41 @@ def test_factory_builds_each_arm_and_names_allowed_parameters():
         make_robot("widowx", speed=3)
     with pytest.raises(ValueError, match="choose one of"):
         make_robot("ur5")
+
+
+def test_calibration_procedure_on_a_virtual_so100(tmp_path):
+    import threading
+    import time
+
+    from vla_robot.robots.calibrate import calibration_from, sample_ranges, zero_offsets
+    from vla_robot.robots.feetech_bus import feetech_bus
+
+    chain = virtual_chain("feetech", range(1, 7))
+    zero_pose = [2100, 1900, 2048, 3000, 1000, 2200]
+    for sid, ticks in zip(range(1, 7), zero_pose):
+        chain.set_actual_position(sid, ticks)
+    bus = feetech_bus("virtual://", serial_factory=lambda port, baud: chain)
+    bus.open()
+    offsets = zero_offsets(bus, list(range(1, 7)))
+    assert [offsets[s] for s in range(1, 7)] == [t - 2048 for t in zero_pose]
+    assert all(v == 2048 for v in bus.read_positions(list(range(1, 7))).values())  # zero pose reads 2048
+
+    stop = threading.Event()
+
+    def operator():  # sweeps each joint +-500 ticks around its zero, then says done
+        for delta in (-500, 500, 0):
+            for sid, ticks in zip(range(1, 7), zero_pose):
+                chain.set_actual_position(sid, ticks + delta)
+            time.sleep(0.05)
+        stop.set()
+
+    threading.Thread(target=operator).start()
+    ranges = sample_ranges(bus, list(range(1, 7)), stop, period_s=0.005, margin=10)
+    cal = calibration_from(offsets, ranges)
+    assert cal["shoulder_pan"].range_min == 2048 - 500 + 10 and cal["gripper"].range_max == 2048 + 500 - 10
+    from vla_robot.robots.calibration import load_calibration, save_calibration
+
+    save_calibration(tmp_path / "so100.json", cal)
+    assert load_calibration(tmp_path / "so100.json", SO100) == cal
+    with pytest.raises(ValueError, match="did not move"):
+        calibration_from(offsets, {sid: (2048, 2048) for sid in range(1, 7)})
