@@ -28,13 +28,13 @@ class DemoSettings:
     prior_steps: int = 1500
     prior_hidden: int = 64
     stage1_steps: int = 150
-    stage2_steps: int = 600
+    stage2_steps: int = 3000
     batch_size: int = 16
     horizon: int = 8
     lora_rank: int = 16
     lr_head: float = 1e-3
     lr_backbone: float = 1e-3
-    eval_episodes: int = 20
+    eval_episodes: int = 40
     eval_videos: int = 4
     max_steps: int = 120
     collect_speed: float = 20.0
