@@ -13,6 +13,7 @@ fingers close along the gripper body's y axis.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,56 +56,75 @@ def _pos_act(spec: RobotSpec, i: int, joint: str, kp: float, force: float) -> st
     )
 
 
+def _actuators(spec: RobotSpec, joints: tuple[str, ...], kps: tuple[float, ...], forces: tuple[float, ...]) -> str:
+    """One position actuator per spec joint, in spec order; ``joints`` names the MJCF joint each drives."""
+    rows = zip(joints, kps, forces, strict=True)
+    return "\n".join(_pos_act(spec, i, joint, kp, force) for i, (joint, kp, force) in enumerate(rows))
+
+
+@dataclass(frozen=True)
+class _Link:
+    """One body of the serial chain; its hinge is the spec's next arm joint."""
+
+    body: str
+    pos: str
+    axis: str
+    geoms: str
+    gravcomp: bool = True
+
+
+def _arm_body(spec: RobotSpec, base_geom: str, links: tuple[_Link, ...], gripper: str) -> str:
+    """The base, then ``links`` nested in order (link i turns about spec joint i), the gripper innermost.
+
+    Written as a table of links because both arms share this chain shape; only the gripper differs.
+    """
+    xml = gripper
+    for i in reversed(range(len(links))):
+        link = links[i]
+        gravcomp = ' gravcomp="1"' if link.gravcomp else ""
+        joint = f'<joint name="{spec.joint_names[i]}" axis="{link.axis}" {_range(spec, i)}/>'
+        inner = textwrap.indent(f"{joint}\n{link.geoms}\n{xml}", "  ")
+        xml = f'<body name="{link.body}" pos="{link.pos}"{gravcomp}>\n{inner}\n</body>'
+    inner = textwrap.indent(f"{base_geom}\n{xml}", "  ")
+    return f'\n<body name="base_link" childclass="arm">\n{inner}\n</body>'
+
+
 def widowx250() -> ArmModel:
     """WidowX 250 6DOF: shoulder axis 0.1107 m up, upper arm (0.04975, 0, 0.25), forearm 0.25, wrist 0.065."""
     s = get_robot_spec("widowx250")
-    body = f"""
-<body name="base_link" childclass="arm">
-  <geom class="arm_vis" type="box" size="0.07 0.07 0.018" pos="0 0 0.018" rgba="0.12 0.12 0.12 1"/>
-  <body name="shoulder_link" pos="0 0 0.07205">
-    <joint name="waist" axis="0 0 1" {_range(s, 0)}/>
-    <geom class="arm_vis" type="cylinder" size="0.045 0.036" pos="0 0 -0.018" rgba="0.15 0.15 0.15 1"/>
-    <body name="upper_arm_link" pos="0 0 0.03865" gravcomp="1">
-      <joint name="shoulder" axis="0 1 0" {_range(s, 1)}/>
-      <geom type="capsule" fromto="0 0 0 0.04975 0 0.25" size="0.022"/>
-      <body name="upper_forearm_link" pos="0.04975 0 0.25" gravcomp="1">
-        <joint name="elbow" axis="0 1 0" {_range(s, 2)}/>
-        <geom type="capsule" fromto="0 0 0 0.0595 0 0" size="0.02"/>
-        <body name="lower_forearm_link" pos="0.0595 0 0" gravcomp="1">
-          <joint name="forearm_roll" axis="1 0 0" {_range(s, 3)}/>
-          <geom type="capsule" fromto="0 0 0 0.1905 0 0" size="0.017"/>
-          <body name="wrist_link" pos="0.1905 0 0" gravcomp="1">
-            <joint name="wrist_angle" axis="0 1 0" {_range(s, 4)}/>
-            <geom type="capsule" fromto="0 0 0 0.04 0 0" size="0.016"/>
-            <body name="gripper_link" pos="0.065 0 0" gravcomp="1">
-              <joint name="wrist_rotate" axis="1 0 0" {_range(s, 5)}/>
-              <geom type="box" size="0.022 0.045 0.016" pos="0.018 0 0" rgba="0.15 0.15 0.15 1"/>
-              <site name="tcp" pos="0.078 0 0" size="0.005" rgba="1 0 0 0.5" group="4"/>
-              <camera name="wrist" pos="0.03 0 0.04" xyaxes="0 -1 0 0.454 0 0.891" fovy="75"/>
-              <body name="left_finger_link" pos="0.045 0 0" gravcomp="1">
-                <joint name="left_finger" type="slide" axis="0 1 0" {_range(s, 6)} class="finger"/>
-                <geom name="left_pad" class="pad" type="box" size="0.022 0.005 0.012" pos="0.033 -0.005 0"/>
-              </body>
-              <body name="right_finger_link" pos="0.045 0 0" gravcomp="1">
-                <joint name="right_finger" type="slide" axis="0 -1 0" {_range(s, 6)} class="finger"/>
-                <geom name="right_pad" class="pad" type="box" size="0.022 0.005 0.012" pos="0.033 0.005 0"/>
-              </body>
-            </body>
-          </body>
-        </body>
-      </body>
-    </body>
-  </body>
+    links = (
+        _Link("shoulder_link", "0 0 0.07205", "0 0 1",
+              '<geom class="arm_vis" type="cylinder" size="0.045 0.036" pos="0 0 -0.018" rgba="0.15 0.15 0.15 1"/>',
+              gravcomp=False),
+        _Link("upper_arm_link", "0 0 0.03865", "0 1 0", '<geom type="capsule" fromto="0 0 0 0.04975 0 0.25" size="0.022"/>'),
+        _Link("upper_forearm_link", "0.04975 0 0.25", "0 1 0", '<geom type="capsule" fromto="0 0 0 0.0595 0 0" size="0.02"/>'),
+        _Link("lower_forearm_link", "0.0595 0 0", "1 0 0", '<geom type="capsule" fromto="0 0 0 0.1905 0 0" size="0.017"/>'),
+        _Link("wrist_link", "0.1905 0 0", "0 1 0", '<geom type="capsule" fromto="0 0 0 0.04 0 0" size="0.016"/>'),
+        _Link("gripper_link", "0.065 0 0", "1 0 0", """\
+<geom type="box" size="0.022 0.045 0.016" pos="0.018 0 0" rgba="0.15 0.15 0.15 1"/>
+<site name="tcp" pos="0.078 0 0" size="0.005" rgba="1 0 0 0.5" group="4"/>
+<camera name="wrist" pos="0.03 0 0.04" xyaxes="0 -1 0 0.454 0 0.891" fovy="75"/>"""),
+    )
+    fingers = f"""\
+<body name="left_finger_link" pos="0.045 0 0" gravcomp="1">
+  <joint name="left_finger" type="slide" axis="0 1 0" {_range(s, 6)} class="finger"/>
+  <geom name="left_pad" class="pad" type="box" size="0.022 0.005 0.012" pos="0.033 -0.005 0"/>
+</body>
+<body name="right_finger_link" pos="0.045 0 0" gravcomp="1">
+  <joint name="right_finger" type="slide" axis="0 -1 0" {_range(s, 6)} class="finger"/>
+  <geom name="right_pad" class="pad" type="box" size="0.022 0.005 0.012" pos="0.033 0.005 0"/>
 </body>"""
-    kps = (60.0, 120.0, 80.0, 20.0, 25.0, 12.0)
-    forces = (10.0, 20.0, 10.0, 4.1, 4.1, 4.1)
-    joints = s.joint_names[:6]
-    act = "\n".join(_pos_act(s, i, joints[i], kps[i], forces[i]) for i in range(6))
-    act += "\n" + _pos_act(s, 6, "left_finger", 600.0, 12.0)
+    base = '<geom class="arm_vis" type="box" size="0.07 0.07 0.018" pos="0 0 0.018" rgba="0.12 0.12 0.12 1"/>'
+    act = _actuators(
+        s,
+        joints=(*s.joint_names[:6], "left_finger"),
+        kps=(60.0, 120.0, 80.0, 20.0, 25.0, 12.0, 600.0),
+        forces=(10.0, 20.0, 10.0, 4.1, 4.1, 4.1, 12.0),
+    )
     eq = '<joint joint1="right_finger" joint2="left_finger" polycoef="0 1 0 0 0" solref="0.005 1"/>'
     return ArmModel(
         spec=s,
-        body_xml=body,
+        body_xml=_arm_body(s, base, links, fingers),
         actuator_xml=act,
         equality_xml=eq,
         gripper_qpos_count=2,
@@ -128,46 +148,37 @@ def so100() -> ArmModel:
     pad_centre = np.array([0.066, 0.020])
     c, sn = np.cos(-grasp_angle), np.sin(-grasp_angle)
     rel = np.array([[c, -sn], [sn, c]]) @ (pad_centre - pivot)
-    body = f"""
-<body name="base_link" childclass="arm">
-  <geom class="arm_vis" type="box" size="0.045 0.045 0.025" pos="0 0 0.025" rgba="0.9 0.9 0.88 1"/>
-  <body name="shoulder_link" pos="0 0 0.05">
-    <joint name="shoulder_pan" axis="0 0 1" {_range(s, 0)}/>
-    <geom class="arm_vis" type="box" size="0.03 0.03 0.025" pos="0.015 0 0.025" rgba="0.95 0.95 0.92 1"/>
-    <body name="upper_arm_link" pos="0.03 0 0.05" gravcomp="1">
-      <joint name="shoulder_lift" axis="0 1 0" {_range(s, 1)}/>
-      <geom type="capsule" fromto="0 0 0 0.116 0 0" size="0.018" rgba="0.95 0.95 0.92 1"/>
-      <body name="lower_arm_link" pos="0.116 0 0" gravcomp="1">
-        <joint name="elbow_flex" axis="0 1 0" {_range(s, 2)}/>
-        <geom type="capsule" fromto="0 0 0 0.135 0 0" size="0.016" rgba="0.95 0.95 0.92 1"/>
-        <body name="wrist_link" pos="0.135 0 0" gravcomp="1">
-          <joint name="wrist_flex" axis="0 1 0" {_range(s, 3)}/>
-          <geom type="capsule" fromto="0 0 0 0.02 0 0" size="0.015" rgba="0.95 0.95 0.92 1"/>
-          <body name="gripper_link" pos="0.02 0 0" gravcomp="1">
-            <joint name="wrist_roll" axis="1 0 0" {_range(s, 4)}/>
-            <geom type="box" size="0.015 0.028 0.016" pos="0.012 0.004 0" rgba="0.95 0.95 0.92 1"/>
-            <geom name="fixed_jaw" class="pad" type="box" size="0.03 0.004 0.011" pos="0.06 -0.016 0"/>
-            <site name="tcp" pos="0.066 0.004 0" size="0.005" rgba="1 0 0 0.5" group="4"/>
-            <camera name="wrist" pos="0.02 0.0 0.035" xyaxes="0 -1 0 0.454 0 0.891" fovy="75"/>
-            <body name="moving_jaw_link" pos="{pivot[0]:.4f} {pivot[1]:.4f} 0" gravcomp="1">
-              <joint name="gripper" axis="0 0 1" {_range(s, 5)} class="finger" damping="0.02" armature="0.0005"/>
-              <geom class="arm_vis" type="capsule" fromto="0 0 0 {rel[0]:.4f} {rel[1] + 0.004:.4f} 0" size="0.005"/>
-              <geom name="moving_jaw" class="pad" type="box" size="0.026 0.004 0.011"
-                    pos="{rel[0]:.4f} {rel[1]:.4f} 0" euler="0 0 {-grasp_angle}"/>
-            </body>
-          </body>
-        </body>
-      </body>
-    </body>
-  </body>
+    shell = 'rgba="0.95 0.95 0.92 1"'
+    links = (
+        _Link("shoulder_link", "0 0 0.05", "0 0 1",
+              f'<geom class="arm_vis" type="box" size="0.03 0.03 0.025" pos="0.015 0 0.025" {shell}/>',
+              gravcomp=False),
+        _Link("upper_arm_link", "0.03 0 0.05", "0 1 0", f'<geom type="capsule" fromto="0 0 0 0.116 0 0" size="0.018" {shell}/>'),
+        _Link("lower_arm_link", "0.116 0 0", "0 1 0", f'<geom type="capsule" fromto="0 0 0 0.135 0 0" size="0.016" {shell}/>'),
+        _Link("wrist_link", "0.135 0 0", "0 1 0", f'<geom type="capsule" fromto="0 0 0 0.02 0 0" size="0.015" {shell}/>'),
+        _Link("gripper_link", "0.02 0 0", "1 0 0", f"""\
+<geom type="box" size="0.015 0.028 0.016" pos="0.012 0.004 0" {shell}/>
+<geom name="fixed_jaw" class="pad" type="box" size="0.03 0.004 0.011" pos="0.06 -0.016 0"/>
+<site name="tcp" pos="0.066 0.004 0" size="0.005" rgba="1 0 0 0.5" group="4"/>
+<camera name="wrist" pos="0.02 0.0 0.035" xyaxes="0 -1 0 0.454 0 0.891" fovy="75"/>"""),
+    )
+    moving_jaw = f"""\
+<body name="moving_jaw_link" pos="{pivot[0]:.4f} {pivot[1]:.4f} 0" gravcomp="1">
+  <joint name="gripper" axis="0 0 1" {_range(s, 5)} class="finger" damping="0.02" armature="0.0005"/>
+  <geom class="arm_vis" type="capsule" fromto="0 0 0 {rel[0]:.4f} {rel[1] + 0.004:.4f} 0" size="0.005"/>
+  <geom name="moving_jaw" class="pad" type="box" size="0.026 0.004 0.011"
+        pos="{rel[0]:.4f} {rel[1]:.4f} 0" euler="0 0 {-grasp_angle}"/>
 </body>"""
-    kps = (25.0, 40.0, 30.0, 15.0, 8.0)
-    forces = (3.0, 3.0, 3.0, 3.0, 3.0)
-    act = "\n".join(_pos_act(s, i, s.joint_names[i], kps[i], forces[i]) for i in range(5))
-    act += "\n" + _pos_act(s, 5, "gripper", 6.0, 0.4)
+    base = '<geom class="arm_vis" type="box" size="0.045 0.045 0.025" pos="0 0 0.025" rgba="0.9 0.9 0.88 1"/>'
+    act = _actuators(
+        s,
+        joints=(*s.joint_names[:5], "gripper"),
+        kps=(25.0, 40.0, 30.0, 15.0, 8.0, 6.0),
+        forces=(3.0, 3.0, 3.0, 3.0, 3.0, 0.4),
+    )
     return ArmModel(
         spec=s,
-        body_xml=body,
+        body_xml=_arm_body(s, base, links, moving_jaw),
         actuator_xml=act,
         equality_xml="",
         gripper_qpos_count=1,

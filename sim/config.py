@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from sim import emoji as emoji_catalogue
+from vla_robot.config_utils import unknown_fields
 
 ROBOTS = ("widowx250", "so100")
 TASKS = ("grinning_face", "reach", "push")
@@ -103,10 +104,9 @@ class TwinConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TwinConfig":
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
+        unknown, allowed = unknown_fields(cls, data)
         if unknown:
-            raise ValueError(f"TwinConfig: unknown keys {unknown}; allowed keys are {sorted(allowed)}")
+            raise ValueError(f"TwinConfig: unknown keys {unknown}; allowed keys are {allowed}")
         d = dict(data)
         for key in ("cameras", "image_size", "emoji_ids"):
             if d.get(key) is not None:

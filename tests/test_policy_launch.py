@@ -5,46 +5,18 @@ recording stand-ins; the launch file's own logic (which nodes, which parameters)
 """
 
 import ast
-import sys
-import types
 from pathlib import Path
 
 import pytest
+from launch_standins import exec_launch_file, install_launch_standins, launch_context
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "deploy.launch.py"
 
 
-class Recorded:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
 def load_launch_module(monkeypatch, values: dict):
-    class LaunchConfiguration:
-        def __init__(self, name):
-            self.name = name
-
-        def perform(self, context):
-            return context[self.name]
-
-    fakes = {
-        "ament_index_python": types.ModuleType("ament_index_python"),
-        "ament_index_python.packages": types.SimpleNamespace(get_package_share_directory=lambda p: f"/share/{p}"),
-        "launch": types.SimpleNamespace(LaunchDescription=Recorded),
-        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=Recorded, IncludeLaunchDescription=Recorded,
-                                                OpaqueFunction=Recorded),
-        "launch.launch_description_sources": types.SimpleNamespace(PythonLaunchDescriptionSource=Recorded),
-        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
-        "launch_ros": types.ModuleType("launch_ros"),
-        "launch_ros.actions": types.SimpleNamespace(Node=Recorded),
-    }
-    for name, module in fakes.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    namespace: dict = {"__name__": "deploy_launch"}
-    exec(compile(LAUNCH.read_text(), str(LAUNCH), "exec"), namespace)
-    context = {name: default for name, (default, _) in namespace["ARGUMENTS"].items()}
-    context.update(values)
-    return namespace, context
+    install_launch_standins(monkeypatch, lambda p: f"/share/{p}")
+    namespace = exec_launch_file(LAUNCH, "deploy_launch")
+    return namespace, launch_context(namespace, values)
 
 
 def test_launch_file_parses_and_declares_its_arguments():

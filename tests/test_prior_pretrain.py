@@ -70,3 +70,29 @@ def test_probe_reports_both_splits_with_chance_levels(prior_dir):
 def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="image_size"):
         PriorConfig(image_size=30)
+
+
+def test_probe_cli_reads_a_prior_and_probes_twin_scenes(prior_dir, tmp_path):
+    from training.prior.probe_cli import main
+
+    out, summary = prior_dir
+    result_path = tmp_path / "probe.json"
+    assert main([str(out), "--per-emoji", "1", "--twin-scenes", "2", "--layout-seed", "2", "--out", str(result_path)]) == 0
+    result = json.loads(result_path.read_text())
+    assert result["twin_where_train"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 2 scenes x 2 cards per split
+    assert result["identify_chance"] == pytest.approx(1 / 60)
+    with pytest.raises(FileNotFoundError, match="neither"):
+        main([str(tmp_path)])
+
+
+def test_twin_scenes_cover_both_splits_with_valid_answers(tmp_path):
+    """Twin renders for the prior come from train and val emojis; answers are positions or names."""
+    from training.prior.twin_scenes import TwinSceneVL, render_twin_scenes
+
+    scenes = render_twin_scenes(2, 32, n_cards=2, seed=0, layout_seed=2)
+    assert len(scenes) == 4  # 2 per split
+    from sim import emoji as cat
+
+    assert {cat.get_emoji(order[0]).split for _, order in scenes} == {"train", "val"}
+    sample = TwinSceneVL(scenes, seed=1).sample()
+    assert sample.answer in ("left", "right") or sample.answer in [e.name for e in cat.catalogue().values()]

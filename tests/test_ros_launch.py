@@ -10,20 +10,15 @@ import ast
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import yaml
+from launch_standins import exec_launch_file, install_launch_standins, launch_context
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 PKG = ROOT / "ros2_ws" / "src" / "vla_robot_bringup"
-
-
-class Recorded:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
 
 
 def entry_points() -> dict[str, str]:
@@ -47,34 +42,12 @@ def node_params() -> dict[str, dict]:
 
 
 def run_launch(monkeypatch, name: str, values: dict):
-    class LaunchConfiguration:
-        def __init__(self, key):
-            self.key = key
-
-        def perform(self, context):
-            return context[self.key]
-
-    fakes = {
-        "ament_index_python": types.ModuleType("ament_index_python"),
-        "ament_index_python.packages": types.SimpleNamespace(get_package_share_directory=lambda p: str(PKG)),
-        "launch": types.SimpleNamespace(LaunchDescription=Recorded),
-        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=Recorded, IncludeLaunchDescription=Recorded,
-                                                OpaqueFunction=Recorded),
-        "launch.launch_description_sources": types.SimpleNamespace(PythonLaunchDescriptionSource=Recorded),
-        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
-        "launch_ros": types.ModuleType("launch_ros"),
-        "launch_ros.actions": types.SimpleNamespace(Node=Recorded),
-    }
-    for mod, fake in fakes.items():
-        monkeypatch.setitem(sys.modules, mod, fake)
-    path = LAUNCH / f"{name}.launch.py"
-    ns: dict = {"__name__": name, "__file__": str(path)}
-    exec(compile(path.read_text(), str(path), "exec"), ns)
+    install_launch_standins(monkeypatch, lambda p: str(PKG))
+    ns = exec_launch_file(LAUNCH / f"{name}.launch.py", name)
     desc = ns["generate_launch_description"]()
     declared = {a.args[0] for a in desc.args[0] if a.args}
     assert declared == set(ns["ARGUMENTS"]), f"{name}: declared arguments differ from ARGUMENTS"
-    context = {k: default for k, (default, _) in ns["ARGUMENTS"].items()}
-    context.update(values)
+    context = launch_context(ns, values)
     opaque = [a for a in desc.args[0] if not a.args]
     nodes = []
     for action in opaque:

@@ -9,11 +9,13 @@ values raise `ConfigError` naming the key and the allowed values, before any com
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+
+from vla_robot.config_utils import unknown_fields
 
 STRATEGIES = ("full", "lora", "freeze_vision", "freeze_llm", "head_only", "staged")
 PRECISIONS = ("fp32", "bf16")
@@ -187,10 +189,9 @@ def _build(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown, allowed = unknown_fields(cls, data)
     if unknown:
-        raise ConfigError(f"unknown key(s) {[f'{where}.{k}'.lstrip('.') for k in unknown]}; allowed: {sorted(known)}")
+        raise ConfigError(f"unknown key(s) {[f'{where}.{k}'.lstrip('.') for k in unknown]}; allowed: {allowed}")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}".lstrip("."))

@@ -1,8 +1,10 @@
 """`vla-robot demo`: collect → VLM prior → staged LoRA → closed-loop eval → report, on the twin.
 
-Each phase is a subprocess running the phase's own command (printed in the report and in
-``demo_manifest.json``), so an engineer can rerun one phase alone, or replace one: bring a
-store (``--skip-collect`` with the stores in place), a hub VLM (``--backbone``), or a bundle.
+Each phase is a subprocess running the phase's own command (printed in the report, in
+``--dry-run`` and in ``demo_manifest.json``), so an engineer can rerun one phase alone or
+replace one: put your own stores in place and ``--skip collect_grinning_face ...``, or run
+the printed ``vla-train`` command with ``model.backbone=<hub id>`` and then
+``--only eval_train eval_val report``.
 """
 
 from __future__ import annotations

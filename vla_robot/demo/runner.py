@@ -133,7 +133,7 @@ def run_phases(
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     started = time.time()
     for i, phase in enumerate(phases):
-        log = log_dir / f"{i + 1:02d}_{phase.name}.log"
+        log = log_dir / f"{phase.name}.log"
         expected = expected_seconds * phase.weight / total_weight
         t0 = time.time()
         with log.open("w") as fh:

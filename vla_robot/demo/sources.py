@@ -219,18 +219,30 @@ def read_losses(run: Path) -> dict[str, tuple[list[float], list[float]]]:
 
 
 def find_training_logs(run_dir: Path) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
-    """Curves per training phase of a demo run: prior (LM loss), VLA stage 1 and stage 2."""
+    """Curves per training phase of a demo run: the prior (LM loss), then each VLA stage.
+
+    Every JSONL log under ``train/`` is its own panel (staged training writes
+    ``stage1/history.jsonl`` and ``stage2/history.jsonl``); TensorBoard events are the fallback.
+    """
     run_dir = Path(run_dir)
     found = {}
-    candidates = [("VLM prior (LM loss)", run_dir / "prior")]
+    prior = run_dir / "prior"
+    if prior.is_dir():
+        series = read_losses(prior)
+        if series:
+            found["VLM prior (LM loss)"] = series
     train = run_dir / "train"
     if train.is_dir():
-        candidates += [(f"VLA {p.name}", p) for p in sorted(train.iterdir()) if p.is_dir()]
-    for label, path in candidates:
-        if path.is_dir():
-            series = read_losses(path)
+        logs = sorted(p for p in train.glob("**/*.jsonl") if "checkpoint" not in str(p))
+        for path in logs:
+            series = _read_jsonl_losses(path)
             if series:
-                found[label] = series
+                found[f"VLA {path.parent.relative_to(train).as_posix()}"] = _smooth(series)
+        if not logs:
+            for run in sorted(p for p in train.iterdir() if p.is_dir()):
+                series = read_losses(run)
+                if series:
+                    found[f"VLA {run.name}"] = series
     return found
 
 

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         phases.append(
             Phase("no_prior", [sys.executable, "-m", "training.prior", "--out", str(out / "no_prior"), "--steps", "0",
-                               "--image-size", str(s.image_size), "--hidden-size", str(s.prior_hidden), "--no-progress"],
+                               "--image-size", str(s.image_size), "--hidden-size", str(s.prior_hidden), "--twin-scenes", "0",
+                               "--no-progress"],
                   "the no-prior control: same architecture and vocabulary, random init (0 pretraining steps)", 0.3)
         )
         for arm in args.arms:

@@ -5,7 +5,9 @@ It is saved inside every policy bundle, so training and deployment build the sam
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+
+from vla_robot.config_utils import unknown_fields
 
 FAMILIES = ("paligemma", "qwen2_vl", "qwen2_5_vl", "idefics3")
 TARGETS = ("continuous", "discrete")
@@ -74,8 +76,7 @@ class VLAConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> VLAConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown, allowed = unknown_fields(cls, data)
         if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; allowed: {sorted(known)}")
+            raise ValueError(f"unknown model config keys {unknown}; allowed: {allowed}")
         return cls(**data)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from vla_robot.config_utils import unknown_fields
 
 MERGE_MODES = ("latest", "weighted", "ensemble")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -125,9 +127,8 @@ class RuntimeConfig:
 
 def from_dict(cls, data: dict[str, Any], where: str = ""):
     """Build a config dataclass, rejecting unknown keys by name."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown, allowed = unknown_fields(cls, data)
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ValueError(f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {sorted(known)}")
+        raise ValueError(f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {allowed}")
     return cls(**data)

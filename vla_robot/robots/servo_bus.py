@@ -39,20 +39,6 @@ class ControlTable:
     position_sign_bit: int | None = None
     homing_offset: int | None = None
 
-    def virtual_layout(self):
-        from vla_robot.robots.virtual_servos import VirtualTableLayout
-
-        return VirtualTableLayout(
-            model_number=self.model_number,
-            torque_enable=self.torque_enable,
-            goal_position=self.goal_position,
-            present_position=self.present_position,
-            present_velocity=self.present_velocity,
-            position_bytes=self.position_bytes,
-            velocity_bytes=self.velocity_bytes,
-            homing_offset=self.homing_offset,
-        )
-
     def decode_signed(self, raw: int, width: int, sign_bit: int | None = None) -> int:
         if sign_bit is not None:
             return -(raw & ((1 << sign_bit) - 1)) if raw & (1 << sign_bit) else raw & ((1 << sign_bit) - 1)

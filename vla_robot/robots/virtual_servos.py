@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from vla_robot.robots.servo_bus import ControlTable
+
 PING, READ, WRITE, SYNC_READ, SYNC_WRITE = 0x01, 0x02, 0x03, 0x82, 0x83
 
 
@@ -28,24 +30,11 @@ class VirtualServo:
     table: bytearray = field(default_factory=lambda: bytearray(256))
 
 
-@dataclass(frozen=True)
-class VirtualTableLayout:
-    """Where the virtual servo keeps the registers it animates (addresses and widths)."""
-
-    model_number: int
-    torque_enable: int
-    goal_position: int
-    present_position: int
-    present_velocity: int
-    position_bytes: int
-    velocity_bytes: int
-    homing_offset: int | None = None  # Feetech: present = actual - offset (sign-magnitude, bit 11)
-
-
 class _VirtualChain:
     """Shared pyserial surface: write() parses instructions, read() drains queued replies."""
 
-    def __init__(self, servos: dict[int, VirtualServo], layout: VirtualTableLayout, baudrate: int = 1_000_000):
+    def __init__(self, servos: dict[int, VirtualServo], layout: ControlTable, baudrate: int = 1_000_000):
+        """``layout`` is the real family's control table, so the virtual registers sit where the driver looks."""
         self.servos = servos
         self.layout = layout
         self.baudrate = baudrate
@@ -117,6 +106,7 @@ class _VirtualChain:
         self._refresh_present(servo, velocity=0)
 
     def _offset(self, servo: VirtualServo) -> int:
+        """Feetech: present = actual - offset (sign-magnitude, bit 11); Dynamixel has none here."""
         if self.layout.homing_offset is None:
             return 0
         raw = self._get(servo, self.layout.homing_offset, 2)
@@ -144,12 +134,55 @@ class _VirtualChain:
     def _reply_for(self, servo_id: int) -> bool:
         return servo_id in self.servos and servo_id not in self.silent_ids
 
+    # -- instructions -------------------------------------------------------------------
+    field_bytes: int  # width of the address and length fields in instruction parameters
+
+    def _field(self, params: bytes, index: int) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _ping_params(self, servo: VirtualServo) -> bytes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _status(self, servo_id: int, params: bytes, error: int = 0) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def _handle(self, packet: bytes) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _execute(self, servo_id: int, inst: int, params: bytes) -> None:
+        """Carry out one well-framed instruction; the protocols differ only in framing and field widths."""
+        if inst == PING and self._reply_for(servo_id):
+            self._status(servo_id, self._ping_params(self.servos[servo_id]))
+        elif inst == READ and self._reply_for(servo_id):
+            addr, size = self._field(params, 0), self._field(params, 1)
+            self._status(servo_id, bytes(self.servos[servo_id].table[addr : addr + size]))
+        elif inst == WRITE and servo_id in self.servos:
+            addr, data = self._field(params, 0), params[self.field_bytes :]
+            servo = self.servos[servo_id]
+            servo.table[addr : addr + len(data)] = data
+            self._after_write(servo, addr, len(data))
+            if self._reply_for(servo_id):
+                self._status(servo_id, b"")
+        elif inst == SYNC_READ:
+            addr, size = self._field(params, 0), self._field(params, 1)
+            for sid in params[2 * self.field_bytes :]:
+                if self._reply_for(sid):
+                    self._status(sid, bytes(self.servos[sid].table[addr : addr + size]))
+        elif inst == SYNC_WRITE:
+            addr, size = self._field(params, 0), self._field(params, 1)
+            rest = params[2 * self.field_bytes :]
+            for i in range(0, len(rest), size + 1):
+                sid, data = rest[i], rest[i + 1 : i + 1 + size]
+                if sid in self.servos:
+                    servo = self.servos[sid]
+                    servo.table[addr : addr + size] = data
+                    self._after_write(servo, addr, size)
 
 
 class VirtualDynamixelChain(_VirtualChain):
     """Dynamixel Protocol 2.0 servos (XM430/XL430 control table)."""
+
+    field_bytes = 2
 
     @staticmethod
     def crc16(data: bytes) -> int:
@@ -178,45 +211,25 @@ class VirtualDynamixelChain(_VirtualChain):
             crc ^= 0xFFFF
         self._rx += head + body + crc.to_bytes(2, "little")
 
+    def _field(self, params: bytes, index: int) -> int:
+        return int.from_bytes(params[2 * index : 2 * index + 2], "little")
+
+    def _ping_params(self, servo: VirtualServo) -> bytes:
+        return bytes(servo.table[0:2]) + b"\x2d"
+
     def _handle(self, packet: bytes) -> None:
         if packet[:4] != b"\xff\xff\xfd\x00" or len(packet) < 10:
             return
         length = int.from_bytes(packet[5:7], "little")
         if len(packet) != 7 + length or self.crc16(packet[:-2]) != int.from_bytes(packet[-2:], "little"):
             return  # a real servo ignores a corrupt packet
-        servo_id, inst = packet[4], packet[7]
-        params = self._unstuff(packet[8:-2])
-        if inst == PING and self._reply_for(servo_id):
-            servo = self.servos[servo_id]
-            self._status(servo_id, bytes(servo.table[0:2]) + b"\x2d")
-        elif inst == READ and self._reply_for(servo_id):
-            addr, size = int.from_bytes(params[0:2], "little"), int.from_bytes(params[2:4], "little")
-            self._status(servo_id, bytes(self.servos[servo_id].table[addr : addr + size]))
-        elif inst == WRITE and servo_id in self.servos:
-            addr, data = int.from_bytes(params[0:2], "little"), params[2:]
-            servo = self.servos[servo_id]
-            servo.table[addr : addr + len(data)] = data
-            self._after_write(servo, addr, len(data))
-            if self._reply_for(servo_id):
-                self._status(servo_id, b"")
-        elif inst == SYNC_READ:
-            addr, size = int.from_bytes(params[0:2], "little"), int.from_bytes(params[2:4], "little")
-            for sid in params[4:]:
-                if self._reply_for(sid):
-                    self._status(sid, bytes(self.servos[sid].table[addr : addr + size]))
-        elif inst == SYNC_WRITE:
-            addr, size = int.from_bytes(params[0:2], "little"), int.from_bytes(params[2:4], "little")
-            rest = params[4:]
-            for i in range(0, len(rest), size + 1):
-                sid, data = rest[i], rest[i + 1 : i + 1 + size]
-                if sid in self.servos:
-                    servo = self.servos[sid]
-                    servo.table[addr : addr + size] = data
-                    self._after_write(servo, addr, size)
+        self._execute(packet[4], packet[7], self._unstuff(packet[8:-2]))
 
 
 class VirtualFeetechChain(_VirtualChain):
     """Feetech SCS/STS servos (STS3215 control table, checksum framing, little-endian words)."""
+
+    field_bytes = 1
 
     def _encode_velocity(self, velocity: int) -> int:
         return (abs(velocity) & 0x7FFF) | (0x8000 if velocity < 0 else 0)
@@ -233,39 +246,19 @@ class VirtualFeetechChain(_VirtualChain):
             chk ^= 0xFF
         self._rx += b"\xff\xff" + body + bytes([chk])
 
+    def _field(self, params: bytes, index: int) -> int:
+        return params[index]
+
+    def _ping_params(self, servo: VirtualServo) -> bytes:
+        return b""
+
     def _handle(self, packet: bytes) -> None:
         if packet[:2] != b"\xff\xff" or len(packet) < 6:
             return
         servo_id, length, inst = packet[2], packet[3], packet[4]
         if len(packet) != 4 + length or self.checksum(packet[2:-1]) != packet[-1]:
             return
-        params = packet[5:-1]
-        if inst == PING and self._reply_for(servo_id):
-            self._status(servo_id, b"")
-        elif inst == READ and self._reply_for(servo_id):
-            addr, size = params[0], params[1]
-            self._status(servo_id, bytes(self.servos[servo_id].table[addr : addr + size]))
-        elif inst == WRITE and servo_id in self.servos:
-            addr, data = params[0], params[1:]
-            servo = self.servos[servo_id]
-            servo.table[addr : addr + len(data)] = data
-            self._after_write(servo, addr, len(data))
-            if self._reply_for(servo_id):
-                self._status(servo_id, b"")
-        elif inst == SYNC_READ:
-            addr, size = params[0], params[1]
-            for sid in params[2:]:
-                if self._reply_for(sid):
-                    self._status(sid, bytes(self.servos[sid].table[addr : addr + size]))
-        elif inst == SYNC_WRITE:
-            addr, size = params[0], params[1]
-            rest = params[2:]
-            for i in range(0, len(rest), size + 1):
-                sid, data = rest[i], rest[i + 1 : i + 1 + size]
-                if sid in self.servos:
-                    servo = self.servos[sid]
-                    servo.table[addr : addr + size] = data
-                    self._after_write(servo, addr, size)
+        self._execute(servo_id, inst, packet[5:-1])
 
 
 def virtual_chain(kind: str, servo_ids, start_ticks: int = 2048):
@@ -274,9 +267,9 @@ def virtual_chain(kind: str, servo_ids, start_ticks: int = 2048):
     from vla_robot.robots.feetech_bus import STS3215_TABLE
 
     if kind == "dynamixel":
-        layout, cls, model = XM430_TABLE.virtual_layout(), VirtualDynamixelChain, 1020
+        layout, cls, model = XM430_TABLE, VirtualDynamixelChain, 1020
     elif kind == "feetech":
-        layout, cls, model = STS3215_TABLE.virtual_layout(), VirtualFeetechChain, 777
+        layout, cls, model = STS3215_TABLE, VirtualFeetechChain, 777
     else:
         raise ValueError(f"unknown virtual bus kind {kind!r}; choose 'dynamixel' or 'feetech'")
     chain = cls({sid: VirtualServo(sid, model) for sid in servo_ids}, layout)

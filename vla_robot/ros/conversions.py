@@ -33,17 +33,23 @@ def from_time(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def image_to_msg(rgb: np.ndarray, stamp: float, frame_id: str) -> Image:
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    msg = Image()
+def _stamped(msg, stamp: float, frame_id: str):
     msg.header.stamp = to_time(stamp)
     msg.header.frame_id = frame_id
-    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = msg.width * 3
-    msg.data = rgb.tobytes()
     return msg
+
+
+def _image_msg(pixels: np.ndarray, stamp: float, frame_id: str, encoding: str, pixel_bytes: int) -> Image:
+    """A little-endian Image of contiguous ``pixels`` (rows first), ``pixel_bytes`` per pixel."""
+    msg = _stamped(Image(), stamp, frame_id)
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding, msg.is_bigendian, msg.step = encoding, 0, msg.width * pixel_bytes
+    msg.data = pixels.tobytes()
+    return msg
+
+
+def image_to_msg(rgb: np.ndarray, stamp: float, frame_id: str) -> Image:
+    return _image_msg(np.ascontiguousarray(rgb, dtype=np.uint8), stamp, frame_id, "rgb8", 3)
 
 
 def image_from_msg(msg: Image, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -61,14 +67,7 @@ def image_from_msg(msg: Image, expected_hw: tuple[int, int] | None = None) -> np
 
 
 def depth_to_msg(depth_mm: np.ndarray, stamp: float, frame_id: str) -> Image:
-    depth_mm = np.ascontiguousarray(depth_mm, dtype=np.uint16)
-    msg = Image()
-    msg.header.stamp = to_time(stamp)
-    msg.header.frame_id = frame_id
-    msg.height, msg.width = int(depth_mm.shape[0]), int(depth_mm.shape[1])
-    msg.encoding, msg.is_bigendian, msg.step = "16UC1", 0, msg.width * 2
-    msg.data = depth_mm.tobytes()
-    return msg
+    return _image_msg(np.ascontiguousarray(depth_mm, dtype=np.uint16), stamp, frame_id, "16UC1", 2)
 
 
 def depth_from_msg(msg: Image, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -90,18 +89,14 @@ def compressed_image_msg(rgb: np.ndarray, stamp: float, frame_id: str, quality: 
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise MessageError("JPEG encoding failed")
-    msg = CompressedImage()
-    msg.header.stamp = to_time(stamp)
-    msg.header.frame_id = frame_id
+    msg = _stamped(CompressedImage(), stamp, frame_id)
     msg.format = "jpeg"
     msg.data = buf.tobytes()
     return msg
 
 
 def camera_info_msg(intr: CameraIntrinsics, stamp: float, frame_id: str) -> CameraInfo:
-    msg = CameraInfo()
-    msg.header.stamp = to_time(stamp)
-    msg.header.frame_id = frame_id
+    msg = _stamped(CameraInfo(), stamp, frame_id)
     msg.width, msg.height = intr.width, intr.height
     msg.distortion_model = "plumb_bob"
     msg.d = [0.0] * 5

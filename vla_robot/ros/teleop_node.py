@@ -102,6 +102,15 @@ class TeleopNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _joint_positions_or_none(self, msg: JointState, what: str) -> np.ndarray | None:
+        """Positions in this arm's joint order; a bad message is counted and logged (throttled), giving None."""
+        try:
+            return joint_positions_from_msg(msg, self.names)
+        except MessageError as exc:
+            self.rejected += 1
+            self.get_logger().warning(f"{what} rejected: {exc}", throttle_duration_sec=1.0)
+            return None
+
     # -- scripted ------------------------------------------------------------------------
     def _on_state_scripted(self, msg: JointState) -> None:
         if not self.enabled:
@@ -114,22 +123,14 @@ class TeleopNode(Node):
 
     # -- leader-follower -----------------------------------------------------------------
     def _on_leader(self, msg: JointState) -> None:
-        try:
-            q = joint_positions_from_msg(msg, self.names)
-        except MessageError as exc:
-            self.rejected += 1
-            self.get_logger().warning(f"leader state rejected: {exc}", throttle_duration_sec=1.0)
-            return
-        if self.enabled:
+        q = self._joint_positions_or_none(msg, "leader state")
+        if q is not None and self.enabled:
             self._publish(self.leader.targets(q), self._now())
 
     # -- end-effector --------------------------------------------------------------------
     def _on_state_ee(self, msg: JointState) -> None:
-        try:
-            q = joint_positions_from_msg(msg, self.names)
-        except MessageError as exc:
-            self.rejected += 1
-            self.get_logger().warning(f"joint state rejected: {exc}", throttle_duration_sec=1.0)
+        q = self._joint_positions_or_none(msg, "joint state")
+        if q is None:
             return
         if self._joint_positions is None:
             self.ee.sync(q)
