@@ -119,7 +119,8 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                       "--cameras", s.camera, "--speed", str(s.collect_speed), "--max-steps", str(s.max_steps),
                       "--seed", str(s.seed + {"grinning_face": 0, "reach": 10_000, "push": 20_000}[task]),
                       "--out", str(p.store(task))],
-                description=f"record {n} scripted-expert {task} episodes (train emojis) through the ROS 2 collection nodes",
+                description=f"record {n} scripted-expert {task} episodes "
+                f"({'train emojis only' if task == 'grinning_face' else 'no emojis'}) through the ROS 2 collection nodes",
                 weight=0.4 + 0.02 * n,
                 outputs=[str(p.store(task))],
             )
