@@ -62,7 +62,7 @@ FULL = DemoSettings()
 QUICK = DemoSettings(
     image_size=32, grinning_face_episodes=4, reach_episodes=2, push_episodes=2, prior_steps=20, prior_hidden=32,
     stage1_steps=4, stage2_steps=8, batch_size=4, horizon=4, lora_rank=4, eval_episodes=2, eval_videos=2,
-    max_steps=40, expected_minutes=3.0,
+    max_steps=40, collect_speed=4.0, expected_minutes=3.0,
 )
 
 
