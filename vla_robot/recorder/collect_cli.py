@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     with SimStack(config) as stack:
         results = stack.record_episodes(args.episodes, progress=progress)
         status = stack.recorder.status()
+        rerecorded = stack.rerecorded
     bar.close()
     ok = sum(r["success"] for r in results)
     print(f"recorded {len(results)} episodes into {args.out} ({ok} successful); "
-          f"gaps {status.get('gaps')}, rejected {status.get('rejected')}, lag p99 {status.get('lag_p99_s', 0) * 1000:.0f} ms")
+          f"gaps {status.get('gaps')}, rejected {status.get('rejected')}, lag p99 {status.get('lag_p99_s', 0) * 1000:.0f} ms"
+          + (f"; {rerecorded} empty episode(s) discarded and re-recorded" if rerecorded else ""))
     return 0

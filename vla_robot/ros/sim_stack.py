@@ -55,6 +55,8 @@ class SimStack:
         self.twin = Twin(TwinConfig(robot=c.robot, task=c.task, n_cards=c.n_cards, split=c.split, layout_seed=c.layout_seed, cameras=c.cameras, image_size=(c.width, c.height),
                                     control_rate_hz=c.control_rate_hz, seed=c.seed, max_steps=max(c.max_steps, 1)))
         self.twin_lock = threading.RLock()
+        self.max_rerecords = 5  # episodes re-recorded after an empty save, per run, before giving up
+        self.rerecorded = 0
         self.expert = ScriptedExpert(self.twin)
         self.process = ComposedProcess(threads=threads)
         ctx = self.process.context
@@ -96,8 +98,10 @@ class SimStack:
         """
         op = self.operator
         results = []
-        op.wait_for_services(["/recorder/start", "/recorder/save", "/arm/evaluate", "/teleop/enable"], timeout_s=30.0)
-        for episode in range(n):
+        op.wait_for_services(["/recorder/start", "/recorder/save", "/arm/evaluate", "/teleop/enable", "/arm/reset"],
+                             timeout_s=30.0)
+        episode, retries = 0, 0
+        while episode < n:
             op.wait_instruction_ready(self.recorder, self.twin)
             with self.twin_lock:
                 self.expert.reset()  # plan for this episode before "done" is read
@@ -117,15 +121,27 @@ class SimStack:
             verdict = json.loads(op.call(Trigger, "/arm/evaluate").message)
             saved = op.call(SetBool, "/recorder/save", data=bool(verdict["success"]))
             if not saved.success:
-                raise RuntimeError(f"episode {episode}: save failed: {saved.message}")
-            deadline = time.monotonic() + 10.0
-            while self.twin.episode is previous and time.monotonic() < deadline:
-                time.sleep(0.01)  # the recorder's auto-reset has not reached the twin yet
+                # A starved CPU can leave an episode with no aligned frame; the recorder has already
+                # discarded it (nothing saved is touched), so re-record it on a fresh twin episode.
+                retries += 1
+                if retries > self.max_rerecords or "no aligned frames" not in saved.message:
+                    raise RuntimeError(f"episode {episode}: save failed: {saved.message}")
+                self.rerecorded += 1
+                op.call(Trigger, "/arm/reset")
+                self._wait_for_new_twin_episode(previous)
+                continue
+            self._wait_for_new_twin_episode(previous)  # the recorder's auto-reset reaches the twin
             results.append({"episode": episode, "success": bool(verdict["success"]),
                             "instruction": verdict["instruction"], "message": saved.message})
             if progress is not None:
                 progress(results[-1])
+            episode += 1
         return results
+
+    def _wait_for_new_twin_episode(self, previous, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.twin.episode is previous and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def shutdown(self) -> None:
         self.process.shutdown()  # the arm node's clock thread closes the twin's renderers
@@ -157,7 +173,7 @@ class OperatorClient(Node):
         return self._service_clients[name]
 
     def wait_for_services(self, names, timeout_s: float) -> None:
-        types = {"/recorder/start": Trigger, "/recorder/save": SetBool, "/arm/evaluate": Trigger,
+        types = {"/recorder/start": Trigger, "/recorder/save": SetBool, "/arm/evaluate": Trigger, "/arm/reset": Trigger,
                  "/teleop/enable": SetBool}
         for name in names:
             if not self._client(types[name], name).wait_for_service(timeout_sec=timeout_s):
