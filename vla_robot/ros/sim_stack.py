@@ -62,10 +62,7 @@ class SimStack:
         ctx = self.process.context
         self.arm = self.process.add(ArmNode({"robot": "sim", "control_rate_hz": c.control_rate_hz,
                                              "rate_factor": c.rate_factor, "seed": c.seed, "sim_robot": c.robot,
-                                             "sensor_qos": "reliable", "lockstep": True,
-                                             # a starved CPU (CI, a busy laptop) must not let the twin run
-                                             # ahead of the scripted teleop: wait long rather than record a stale action
-                                             "lockstep_timeout_s": 3.0},
+                                             "sensor_qos": "reliable", "lockstep": True},
                                             robot=TwinRobot(self.twin), twin=self.twin, twin_lock=self.twin_lock, context=ctx))
         self.cameras = []
         for name in c.cameras:
