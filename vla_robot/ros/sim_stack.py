@@ -43,6 +43,8 @@ class SimStackConfig:
 
 
 class SimStack:
+    LOCKSTEP_TIMEOUT_S = 2.0  # a starved CPU must not let the twin run ahead of the scripted teleop
+
     def __init__(self, config: SimStackConfig, threads: int = 6):
         from sim import ScriptedExpert, Twin, TwinCamera, TwinConfig, TwinRobot
 
@@ -62,7 +64,8 @@ class SimStack:
         ctx = self.process.context
         self.arm = self.process.add(ArmNode({"robot": "sim", "control_rate_hz": c.control_rate_hz,
                                              "rate_factor": c.rate_factor, "seed": c.seed, "sim_robot": c.robot,
-                                             "sensor_qos": "reliable", "lockstep": True},
+                                             "sensor_qos": "reliable", "lockstep": True,
+                                             "lockstep_timeout_s": self.LOCKSTEP_TIMEOUT_S},
                                             robot=TwinRobot(self.twin), twin=self.twin, twin_lock=self.twin_lock, context=ctx))
         self.cameras = []
         for name in c.cameras:
@@ -82,7 +85,9 @@ class SimStack:
                 "store": c.store, "sensor_qos": "reliable", "robot": c.robot, "cameras": ",".join(c.cameras), "width": c.width,
                 "height": c.height, "control_rate_hz": c.control_rate_hz, "encoding": c.encoding,
                 "quality": c.quality, "auto_reset_service": "/arm/reset", "preview_path": c.preview_path,
-                "max_wait_s": max(0.5, 3.0 / (c.control_rate_hz * c.rate_factor)),
+                # the recorder must wait at least as long as the arm may stall waiting for the teleop,
+                # or it would close a step before its action exists and count a gap
+                "max_wait_s": max(0.5, 3.0 / (c.control_rate_hz * c.rate_factor), self.LOCKSTEP_TIMEOUT_S + 0.5),
             }, context=ctx))
         self.operator = self.process.add(OperatorClient(context=ctx))
         self.process.start()
