@@ -19,7 +19,7 @@ export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup lerobot-env demo test bench colcon clean
+.PHONY: setup lerobot-env compile demo test bench colcon clean
 setup: $(STAMP)
 lerobot-env: $(LEROBOT_STAMP)
 
@@ -43,10 +43,15 @@ $(LEROBOT_STAMP):
 	$(LEROBOT_VENV)/bin/python -m pip install -q lerobot==0.4.4
 	touch $(LEROBOT_STAMP)
 
-demo: setup
+# Byte-compile the project up front: a first import that compiles inside a ROS callback can stall
+# the lock-stepped twin long enough to cost the first recorded episode its alignment.
+compile: setup
+	$(PY) -m compileall -q vla_robot sim training tests bench > /dev/null
+
+demo: setup compile
 	$(VENV)/bin/vla-robot demo --out out/demo
 
-test: setup lerobot-env
+test: setup lerobot-env compile
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: setup lerobot-env
