@@ -27,7 +27,17 @@ class ByStamp:
 def recorded(tmp_path_factory):
     from vla_robot.ros.sim_stack import SimStack, SimStackConfig
 
-    store = str(tmp_path_factory.mktemp("collect") / "demos.zarr")
+    root = tmp_path_factory.mktemp("collect")
+    # Warm-up: the first episode a fresh checkout ever records can be cut short by one-off
+    # start-up stalls (a known gap of the lock-stepped sim stack, see docs/collect.md); this
+    # test checks the steady-state recording, so a throwaway episode goes first.
+    warm = SimStack(SimStackConfig(store=str(root / "warmup.zarr"), cameras=("third_person", "wrist"), width=96,
+                                   height=96, control_rate_hz=RATE, rate_factor=2.5, encoding="png", seed=99))
+    try:
+        warm.record_episodes(1)
+    finally:
+        warm.shutdown()
+    store = str(root / "demos.zarr")
     config = SimStackConfig(store=store, cameras=("third_person", "wrist"), width=96, height=96,
                             control_rate_hz=RATE, rate_factor=2.5, encoding="png", seed=3)
     stack = SimStack(config)
