@@ -52,7 +52,8 @@ demo: setup compile
 	$(VENV)/bin/vla-robot demo --out out/demo
 
 test: setup lerobot-env compile
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	# ROS/twin closed-loop tests run on the wall clock; a starved CPU may fail one attempt: rerun it (twice at most).
+	$(PY) -m pytest -q -p no:cacheprovider --reruns 2 tests
 
 bench: setup lerobot-env
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
