@@ -4,11 +4,14 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# lerobot pins torch<2.11, so it lives in its own venv, used only by the interop test and the read benchmark.
+# lerobot pins torch<2.11, so it lives in its own venv, used only by the interop test and the read benchmark
+# (why it is built the way it is: tests/lerobot-env.txt).
 LEROBOT_VENV ?= .venv-lerobot
 LEROBOT_STAMP := $(LEROBOT_VENV)/.installed
 export LEROBOT_PYTHON := $(abspath $(LEROBOT_VENV))/bin/python
-APT_PACKAGES := libegl1 libgl1-mesa-dri libusb-1.0-0 fonts-noto-color-emoji
+# FFmpeg 5 libraries: torchcodec, lerobot's video decoder, loads them in the interop environment.
+APT_PACKAGES := libegl1 libgl1-mesa-dri libusb-1.0-0 fonts-noto-color-emoji \
+  libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4
 
 # DDS never leaves this host; MuJoCo renders offscreen on the CPU.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -37,10 +40,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[all]"
 	touch $(STAMP)
 
-$(LEROBOT_STAMP):
+$(LEROBOT_STAMP): tests/lerobot-env.txt | $(STAMP)
 	test -x $(LEROBOT_VENV)/bin/python || python3 -m venv $(LEROBOT_VENV)
 	$(LEROBOT_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LEROBOT_VENV)/bin/python -m pip install -q lerobot==0.4.4
+	$(LEROBOT_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(LEROBOT_VENV)/bin/python -m pip install -q --no-deps lerobot==0.4.4
+	$(LEROBOT_VENV)/bin/python -m pip install -q -r tests/lerobot-env.txt
+	$(LEROBOT_VENV)/bin/python -c "from lerobot.datasets.lerobot_dataset import LeRobotDataset; import torchcodec"
 	touch $(LEROBOT_STAMP)
 
 # Byte-compile the project up front: a first import that compiles inside a ROS callback can stall

@@ -2,7 +2,7 @@
 
 Baseline in the same run, on the same episodes exported with `to-lerobot`:
   * with LEROBOT_PYTHON=/path/to/lerobot-venv/bin/python: lerobot's own LeRobotDataset
-    (video-decoded, pyav backend, delta_timestamps for the 10-step action chunk);
+    (video-decoded with torchcodec, lerobot's default backend; delta_timestamps for the 10-step action chunk);
   * otherwise (clearly labelled): a minimal MP4 reader that decodes the exported video
     frame at random access with imageio/ffmpeg.
 
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=12)
     parser.add_argument("--length", type=int, default=60)
     parser.add_argument("--batches", type=int, default=40)
-    parser.add_argument("--lerobot-backend", default="pyav", help="lerobot video_backend (pyav or torchcodec)")
+    parser.add_argument("--lerobot-backend", default="torchcodec", help="lerobot video_backend (pyav or torchcodec)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "store_read.json"))
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vla-bench-read-"))

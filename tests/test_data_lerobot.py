@@ -77,7 +77,7 @@ LEROBOT_CHILD = textwrap.dedent(
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     mode, root = sys.argv[1], sys.argv[2]
     if mode == "load":
-        ds = LeRobotDataset("local/vla_export", root=root, video_backend="pyav")
+        ds = LeRobotDataset("local/vla_export", root=root, video_backend="torchcodec")
         rows = [ds[i] for i in range(len(ds))]
         print(json.dumps({
             "len": len(ds), "episodes": ds.num_episodes, "fps": ds.fps,
@@ -115,7 +115,7 @@ def run_lerobot(python: str, mode: str, root: Path) -> dict:
 
 
 @pytest.mark.skipif(
-    not os.environ.get("LEROBOT_PYTHON"), reason="set LEROBOT_PYTHON to a venv with lerobot (torch<2.11)"
+    not os.environ.get("LEROBOT_PYTHON"), reason="set LEROBOT_PYTHON to the lerobot interop venv (`make lerobot-env`)"
 )
 def test_real_lerobot_loads_our_export_and_we_import_its_dataset(store: EpisodeStore, tmp_path: Path) -> None:
     python = os.environ["LEROBOT_PYTHON"]
