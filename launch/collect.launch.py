@@ -38,6 +38,7 @@ ARGUMENTS = {
     "leader_port": ("/dev/ttyACM1", "SO-100 leader arm port (teleop:=leader)"),
     "leader_calibration": ("", "SO-100 leader calibration JSON (teleop:=leader)"),
     "store": ("demos.zarr", "episode store (path or fsspec URL), appended to"),
+    "action_source": ("arm", "recorded action: arm (what the arm executed, after its safety clamp) | teleop (the request)"),
     "instruction": ("", "initial language instruction"),
     "operator": ("", "operator name stored with each episode"),
     "preview_path": ("/tmp/vla_robot_preview.jpg", "live preview JPEG (headless)"),
@@ -106,6 +107,7 @@ def _nodes(context):
         "preview_path": arg["preview_path"],
         "console": True,
         "sensor_qos": arg["sensor_qos"],
+        "action_source": arg["action_source"],
     }
     if robot == "sim":
         recorder["auto_reset_service"] = "/arm/reset"

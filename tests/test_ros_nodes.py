@@ -45,7 +45,7 @@ def test_arm_node_publishes_joint_states_above_50hz_and_serves_torque_and_estop(
     from vla_robot.robots.widowx import WidowX250, WidowXConfig
     from vla_robot.ros.arm_node import ArmNode
     from vla_robot.ros.conversions import from_time, trajectory_msg
-    from vla_robot.ros.qos import COMMAND_QOS, SENSOR_QOS
+    from vla_robot.ros.qos import COMMAND_QOS, RECORD_COMMAND_QOS, SENSOR_QOS
     from trajectory_msgs.msg import JointTrajectory
 
     chain = virtual_chain("dynamixel", WidowXConfig().motor_ids)
@@ -55,19 +55,25 @@ def test_arm_node_publishes_joint_states_above_50hz_and_serves_torque_and_estop(
     stamps = []
     client.create_subscription(JointState, "joint_states", lambda m: stamps.append(from_time(m.header.stamp)), SENSOR_QOS)
     cmd = client.create_publisher(JointTrajectory, "joint_trajectory", COMMAND_QOS)
+    applied = []
+    client.create_subscription(JointState, "/arm/applied_command", lambda m: applied.append(np.array(m.position)),
+                               RECORD_COMMAND_QOS)
     proc.start()
-    assert wait_for(lambda: len(stamps) > 5)
-    rates = []
-    for _ in range(3):  # best of three 1 s windows: a CPU starved by another process must not decide the verdict
-        n0, t0 = len(stamps), time.monotonic()
-        time.sleep(1.0)
-        rates.append((len(stamps) - n0) / (time.monotonic() - t0))
-        if rates[-1] >= 50.0:
-            break
-    assert max(rates) >= 50.0, f"JointState at {max(rates):.0f} Hz (windows: {[round(r) for r in rates]})"
+    assert wait_for(lambda: len(stamps) > 150, timeout=30.0)
+    # The publish period from the stamps themselves, in the steadiest 20-message window: a tick a
+    # starved or paused process delays says nothing about the node's rate.
+    intervals = np.diff(stamps[5:150])
+    interval = min(float(np.median(intervals[k:k + 20])) for k in range(len(intervals) - 20))
+    assert interval <= 1.0 / 50.0, f"JointState every {interval * 1e3:.1f} ms (< 50 Hz): {np.round(intervals * 1e3, 1)}"
     target = np.array([0.1, -0.1, 0.1, 0.0, 0.2, 0.0, 0.03])
     cmd.publish(trajectory_msg(arm.names, target, 0.0))
     assert wait_for(lambda: np.allclose(robot.read_state().positions, target, atol=2e-3))
+    wild = target.copy()
+    wild[2] = 5.0  # the elbow far past its upper limit
+    cmd.publish(trajectory_msg(arm.names, wild, 0.0))
+    assert wait_for(lambda: len(applied) >= 2)
+    assert applied[-1][2] <= arm.spec.upper[2] + 1e-9  # the echo is the clamped command ...
+    np.testing.assert_allclose(applied[-1], robot.last_targets)  # ... the one written to the bus
     assert call(client, Trigger, "/arm/estop").success
     assert not any(chain.torque_enabled(sid) for sid in robot.ids)
     cmd.publish(trajectory_msg(arm.names, target * 0, 0.0))

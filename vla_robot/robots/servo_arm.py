@@ -115,6 +115,11 @@ class ServoArm:
         self._last_command, self._last_command_time = safe, now
         self.commands_sent += 1
 
+    @property
+    def last_targets(self) -> np.ndarray | None:
+        """The last goal written to the bus, after the safety clamp (None before the first)."""
+        return None if self._last_command is None else np.array(self._last_command, dtype=np.float64)
+
     def set_torque(self, enabled: bool) -> None:
         """Torque on starts from the present pose, so the arm never jumps to a stale goal."""
         with self._lock:

@@ -5,9 +5,15 @@ or as ``sensor_msgs/JointState`` on ``joint_command``. Every command goes throug
 driver's ``JointLimitClamp``; malformed ones (unknown joints, NaN, wrong count) are
 rejected, counted in diagnostics and logged, and never reach the arm.
 
+Every command that reaches the arm is echoed, after the safety clamp, on ``~/applied_command``
+(``sensor_msgs/JointState``). The recorder can record that instead of the teleop's request
+(``action_source:=arm``): the action stored for a step is then the one the arm executed,
+whatever the teleop's timing was.
+
 With ``robot:=sim`` the node owns the twin's clock: every control tick it applies the
-latest command for exactly one control period, publishes the joint state stamped with
-the twin's time, and tells the twin cameras to render that same step.
+latest command for exactly one control period, publishes the command it applied stamped
+with the state it was applied from, then the joint state stamped with the twin's new
+time, and tells the twin cameras to render that same step.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from vla_robot.ros import diagnostics
 from vla_robot.ros.conversions import MessageError, from_time, joint_positions_from_msg, joint_state_msg, targets_from_trajectory
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
-from vla_robot.ros.qos import joint_qos, sensor_qos, COMMAND_QOS, LATCHED_QOS
+from vla_robot.ros.qos import joint_qos, sensor_qos, COMMAND_QOS, LATCHED_QOS, RECORD_COMMAND_QOS
 
 PARAMS = {
     "sensor_qos": "sensor_data",  # sensor_data (best effort) | reliable (composed stacks)
@@ -42,7 +48,7 @@ PARAMS = {
     "publish_rate_hz": 50.0,  # JointState rate on hardware
     "control_rate_hz": 10.0,  # sim: control periods per second of sim time
     "rate_factor": 1.0,  # sim: sim seconds per wall second (2.0 runs twice as fast as real time)
-    "lockstep": False,  # sim: wait (<= lockstep_timeout_s) for the teleop's answer to the last state
+    "lockstep": False,  # sim: while the teleop answers states, wait (<= lockstep_timeout_s) for its answer to the last one
     "lockstep_timeout_s": 0.5,
     "torque_on_start": True,  # false for a leader arm moved by hand
     "sim_robot": "widowx250",  # sim only: widowx250 | so100 arm model in the twin
@@ -56,6 +62,8 @@ PARAMS = {
 
 
 class ArmNode(Node):
+    LOCKSTEP_LOOKBACK = 4  # states a lock-stepped teleop's latest answer may lag and still count as live
+
     def __init__(self, overrides: dict | None = None, robot=None, twin=None, twin_lock=None, name: str = "arm", context=None):
         super().__init__(name, context=context)
         self.p = declare(self, PARAMS, overrides)
@@ -72,14 +80,13 @@ class ArmNode(Node):
         self.last_error = ""
         self.step_listeners: list = []  # sim: callables(stamp) run after each step (twin cameras)
         self.state_log: deque = deque(maxlen=20000)  # sim: (stamp, positions, qpos, episode seed) per step
-        self.command_log: deque = deque(maxlen=20000)  # sim: (step stamp, command stamp, targets) applied
+        self.command_log: deque = deque(maxlen=20000)  # sim: (step stamp, command stamp, clamped targets) applied
         self._command: tuple[float, np.ndarray] | None = None
-        self._answered: float | None = None  # stamp of the state the last applied command answered
-        self._previous_state_stamp = 0.0
         self._command_lock = threading.Lock()
         self._epoch = time.time()  # sim stamps: epoch + twin time, monotonic across resets
         self._seed = int(self.p.seed)
         self.state_pub = self.create_publisher(JointState, "joint_states", joint_qos(self.p.sensor_qos))
+        self.applied_pub = self.create_publisher(JointState, "~/applied_command", RECORD_COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.instruction_pub = self.create_publisher(String, "instruction", LATCHED_QOS)
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, COMMAND_QOS)
@@ -149,6 +156,13 @@ class ArmNode(Node):
             self.refused += 1
             self.last_error = str(exc)
             self.get_logger().warning(f"command refused: {exc}", throttle_duration_sec=1.0)
+            return
+        applied = getattr(self.robot, "last_targets", None)  # after the driver's clamp, where it tells
+        stamp = self.get_clock().now().nanoseconds * 1e-9
+        self._publish_applied(targets if applied is None else applied, stamp)
+
+    def _publish_applied(self, targets: np.ndarray, stamp: float) -> None:
+        self.applied_pub.publish(joint_state_msg(self.names, targets, None, stamp))
 
     # -- state ---------------------------------------------------------------------------
     def stamp_of(self, sim_time: float) -> float:
@@ -190,15 +204,25 @@ class ArmNode(Node):
                 self.twin.close()  # renderers die in the thread that owns their GL context
 
     def _await_command(self) -> None:
-        """Lock-step over DDS: when the teleop answered the previous state, wait for its answer
-        to the latest one, so each published state gets exactly its own command."""
-        last = self.state_log[-1][0] if self.state_log else None
-        if last is None or self._answered is None or abs(self._answered - self._previous_state_stamp) > 1e-6:
+        """Lock-step over DDS: while the teleop is answering states (its latest command answers one
+        of the last few), wait for its answer to the newest state, so each step gets its own command.
+
+        Looking a few states back, not just one, lets a teleop that missed one deadline catch up
+        on the next tick instead of staying a step behind for the rest of the episode.
+        """
+        with self._command_lock:
+            command = self._command
+        n = len(self.state_log)
+        if command is None or n == 0:
             return
+        recent = [self.state_log[-k][0] for k in range(1, min(n, self.LOCKSTEP_LOOKBACK) + 1)]
+        if not any(abs(command[0] - t) < 1e-6 for t in recent):
+            return  # nobody answers states in lock-step (a leader arm, a joystick, or the teleop is off)
+        latest = recent[0]
         deadline = time.monotonic() + self.p.lockstep_timeout_s
         while time.monotonic() < deadline and not self._stop.is_set():
             with self._command_lock:
-                if self._command is not None and abs(self._command[0] - last) < 1e-6:
+                if self._command is not None and abs(self._command[0] - latest) < 1e-6:
                     return
             time.sleep(0.0005)
 
@@ -207,15 +231,14 @@ class ArmNode(Node):
             self._await_command()
         with self._command_lock:
             command = self._command
-        if command is not None and self.state_log:
-            self._answered = command[0]
-            self._previous_state_stamp = self.state_log[-1][0]
         with self.twin_lock:
             step_stamp = self.stamp_of(self.twin.sim_time)
             if command is not None:
                 try:
                     self.robot.send_joint_targets(command[1])
-                    self.command_log.append((step_stamp, command[0], command[1]))
+                    applied = self.robot.last_targets
+                    self.command_log.append((step_stamp, command[0], applied))
+                    self._publish_applied(applied, step_stamp)
                 except (NonFiniteCommandError, ValueError) as exc:
                     self.refused += 1
                     self.last_error = str(exc)

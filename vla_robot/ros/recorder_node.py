@@ -1,5 +1,10 @@
 """Recorder node: cameras + joint states + commanded actions -> Zarr episodes.
 
+The action stream is, by ``action_source``: ``teleop``, what the teleop asked for
+(``joint_trajectory`` / ``joint_command``), or ``arm``, what the arm node executed after its
+safety clamp (``arm/applied_command``, remappable). Prefer ``arm`` where the arm node runs
+with the recorder: a late or clamped request is then recorded as what the arm really did.
+
 Services: ``~/start`` (Trigger), ``~/save`` (SetBool: data = success), ``~/discard``
 (Trigger). The instruction comes from the ``instruction`` topic (std_msgs/String, latched;
 the twin publishes each episode's) or the ``instruction`` parameter
@@ -38,6 +43,7 @@ PARAMS = {
     "width": 128,  # expected image size of every camera
     "height": 128,
     "control_rate_hz": 10.0,
+    "action_source": "teleop",  # teleop: joint_trajectory + joint_command | arm: arm/applied_command
     "tolerance_s": 0.0,  # 0: 40% of a control period
     "max_wait_s": 0.5,
     "encoding": "jpeg",  # jpeg | jpegxl | png (lossless)
@@ -83,10 +89,16 @@ class RecorderNode(Node):
         state_group, action_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
         self.create_subscription(JointState, "joint_states", self._on_state, joint_qos(self.p.sensor_qos), callback_group=state_group)
-        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, RECORD_COMMAND_QOS,
-                                 callback_group=action_group)
-        self.create_subscription(JointState, "joint_command", self._on_joint_command, RECORD_COMMAND_QOS,
-                                 callback_group=action_group)
+        if self.p.action_source == "teleop":
+            self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, RECORD_COMMAND_QOS,
+                                     callback_group=action_group)
+            self.create_subscription(JointState, "joint_command", self._on_joint_command, RECORD_COMMAND_QOS,
+                                     callback_group=action_group)
+        elif self.p.action_source == "arm":
+            self.create_subscription(JointState, "arm/applied_command", self._on_joint_command, RECORD_COMMAND_QOS,
+                                     callback_group=action_group)
+        else:
+            raise ValueError(f"recorder: action_source {self.p.action_source!r} unknown; use 'teleop' or 'arm'")
         for cam in self.camera_names:
             group = MutuallyExclusiveCallbackGroup()
             self.create_subscription(Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), self._sensor_qos,

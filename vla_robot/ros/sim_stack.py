@@ -85,9 +85,12 @@ class SimStack:
                 "store": c.store, "sensor_qos": "reliable", "robot": c.robot, "cameras": ",".join(c.cameras), "width": c.width,
                 "height": c.height, "control_rate_hz": c.control_rate_hz, "encoding": c.encoding,
                 "quality": c.quality, "auto_reset_service": "/arm/reset", "preview_path": c.preview_path,
-                # the recorder must wait at least as long as the arm may stall waiting for the teleop,
-                # or it would close a step before its action exists and count a gap
-                "max_wait_s": max(0.5, 3.0 / (c.control_rate_hz * c.rate_factor), self.LOCKSTEP_TIMEOUT_S + 0.5),
+                # record what the arm executed, stamped with the state it answered: the stored action
+                # never depends on when the teleop's answer arrived
+                "action_source": "arm",
+                # a step's action is settled once the next step's is out: two ticks, one of which may
+                # stall on the teleop; waiting less would close steps early and count them as gaps
+                "max_wait_s": self.LOCKSTEP_TIMEOUT_S + 2.0 / (c.control_rate_hz * c.rate_factor) + 1.0,
             }, context=ctx))
         self.operator = self.process.add(OperatorClient(context=ctx))
         self.process.start()
