@@ -82,6 +82,7 @@ class ArmNode(Node):
         self.state_log: deque = deque(maxlen=20000)  # sim: (stamp, positions, qpos, episode seed) per step
         self.command_log: deque = deque(maxlen=20000)  # sim: (step stamp, command stamp, clamped targets) applied
         self._command: tuple[float, np.ndarray] | None = None
+        self._gave_up_on: float | None = None  # stamp of the command a lock-step wait last timed out on
         self._command_lock = threading.Lock()
         self._epoch = time.time()  # sim stamps: epoch + twin time, monotonic across resets
         self._seed = int(self.p.seed)
@@ -208,12 +209,14 @@ class ArmNode(Node):
         of the last few), wait for its answer to the newest state, so each step gets its own command.
 
         Looking a few states back, not just one, lets a teleop that missed one deadline catch up
-        on the next tick instead of staying a step behind for the rest of the episode.
+        on the next tick instead of staying a step behind for the rest of the episode. A command
+        that already ran out one wait is not waited on again: the teleop has gone quiet (switched
+        off between episodes), and each further wait would stall the twin for nothing.
         """
         with self._command_lock:
             command = self._command
         n = len(self.state_log)
-        if command is None or n == 0:
+        if command is None or n == 0 or command[0] == self._gave_up_on:
             return
         recent = [self.state_log[-k][0] for k in range(1, min(n, self.LOCKSTEP_LOOKBACK) + 1)]
         if not any(abs(command[0] - t) < 1e-6 for t in recent):
@@ -225,6 +228,8 @@ class ArmNode(Node):
                 if self._command is not None and abs(self._command[0] - latest) < 1e-6:
                     return
             time.sleep(0.0005)
+        with self._command_lock:
+            self._gave_up_on = self._command[0] if self._command is not None else None
 
     def _sim_tick(self) -> None:
         if self.p.lockstep:
