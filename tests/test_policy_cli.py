@@ -59,8 +59,10 @@ def trained_bundle(tmp_path_factory):
 @pytest.mark.parametrize("through_ros", [False, True], ids=["in_process", "through_ros"])
 def test_eval_cli_with_a_vla_train_bundle(trained_bundle, tmp_path, through_ros):
     out = tmp_path / "eval"
+    # Through ROS the twin does not wait for the policy (3x real time: 12 steps are 0.4 s of wall
+    # clock, about one CPU inference), so the episode is long enough for chunks to be executed.
     argv = ["eval", "--policy", str(trained_bundle), "--robot", "sim", "--split", "val", "--episodes", "1",
-            "--max-steps", "12", "--image-size", str(SIZE), str(SIZE), "--videos", "1", "--out", str(out), "--quiet"]
+            "--max-steps", "40" if through_ros else "12", "--image-size", str(SIZE), str(SIZE), "--videos", "1", "--out", str(out), "--quiet"]
     assert vla_robot(argv + (["--through-ros"] if through_ros else [])) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == ("through_ros" if through_ros else "in_process")
