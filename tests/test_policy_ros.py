@@ -81,7 +81,7 @@ def test_policy_node_estop_diagnostics_and_bad_input():
 
     from sim import Twin, TwinConfig
     from vla_robot.ros.diagnostics import status_values
-    from vla_robot.ros.policy_eval import EvalHarness
+    from vla_robot.ros.policy_eval import EvalHarness, _wait_until  # each wait its own deadline, failing by name
     from vla_robot.ros.policy_stack import SimPolicyStack
 
     cfg = EvalConfig(episodes=1, seed=SEED, image_size=(64, 64))
@@ -99,16 +99,12 @@ def test_policy_node_estop_diagnostics_and_bad_input():
     try:
         stack.start()
         node = stack.policy_node
-        deadline = time.time() + 20
-        while not node.arm.has_state and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_until(lambda: node.arm.has_state, 20.0, "the first joint state")
         reply = json.loads(harness.call(harness.reset_cli).message)
         harness.episode_pub.publish(String(data=json.dumps({"seed": reply["seed"], "twin": twin_cfg})))
-        while (node.episode or {}).get("seed") != reply["seed"] and time.time() < deadline:
-            time.sleep(0.02)
+        _wait_until(lambda: (node.episode or {}).get("seed") == reply["seed"], 20.0, "the episode context")
         assert harness.call(harness.start_cli).success
-        while twin.steps < 25 and time.time() < deadline:
-            time.sleep(0.02)
+        _wait_until(lambda: twin.steps >= 25, 20.0, "25 twin steps")
         moving = twin.joint_positions()
         assert np.abs(moving[:6] - np.asarray(twin.spec.home)[:6]).max() > 0.02  # the policy is driving the arm
 
@@ -120,11 +116,9 @@ def test_policy_node_estop_diagnostics_and_bad_input():
         reply = harness.call(harness.estop_cli)
         assert reply.success
         ticks = node.ticks_while_running
-        while node.ticks_while_running < ticks + 8 and time.time() < deadline:
-            time.sleep(0.02)
+        _wait_until(lambda: node.ticks_while_running >= ticks + 8, 20.0, "8 policy ticks after the e-stop")
         n_before = len(stack.arm.command_log)
-        while node.ticks_while_running < ticks + 14 and time.time() < deadline:
-            time.sleep(0.02)
+        _wait_until(lambda: len(stack.arm.command_log) >= n_before + 6, 20.0, "6 twin steps under e-stop")
         # Under e-stop the arm is sent one fixed hold target (the pose measured when holding began);
         # the servos settle onto it. A physical "did not move" bound would depend on the speed at
         # the e-stop, so check what the arm was told, and that it ends near it.
@@ -133,9 +127,12 @@ def test_policy_node_estop_diagnostics_and_bad_input():
         for target in held:
             np.testing.assert_allclose(target, held[0], atol=1e-9)
         assert np.abs(twin.joint_positions() - held[0]).max() < 0.03
-        while sum(c.rejected for c in node.cameras.values()) < 1 and time.time() < deadline:
+
+        def rejected_after_republish() -> bool:
             bad_image.publish(img)  # best-effort image QoS: a single sample may be lost
-            time.sleep(0.1)
+            return sum(c.rejected for c in node.cameras.values()) >= 1
+
+        _wait_until(rejected_after_republish, 20.0, "a rejected image")
         time.sleep(1.2)  # one diagnostics period
         values = status_values(diag[-1])
         assert values["estopped"] == "True" and int(values["safety.estop"]) == 1
