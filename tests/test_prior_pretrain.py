@@ -24,7 +24,8 @@ def _fixed_loss(model, processor, samples):
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("prior")
-    cfg = PriorConfig(out=str(out), image_size=32, hidden_size=32, steps=60, batch_size=16, warmup=5, probe_per_emoji=1)
+    cfg = PriorConfig(out=str(out), image_size=32, hidden_size=32, steps=60, vision_warmup_steps=20, batch_size=16,
+                      warmup=5, probe_per_emoji=1)
     summary = pretrain(cfg, progress=False)
     return out, summary
 
@@ -42,7 +43,9 @@ def test_prior_saves_a_loadable_vlm_whose_tokenizer_spells_every_name(prior_dir)
     for e in emoji_catalogue.catalogue().values():
         assert unk not in processor.tokenizer.tokenize(e.name), e.name
     assert json.loads((out / "prior_summary.json").read_text())["config"]["steps"] == 60
-    assert len((out / "prior_log.jsonl").read_text().splitlines()) == 60
+    records = [json.loads(line) for line in (out / "prior_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(-20, 0)) + list(range(1, 61))
+    assert all("vision_loss" in r for r in records[:20]) and all("vision_accuracy" in r for r in records[20:])
 
 
 def test_prior_training_lowers_the_vqa_loss(prior_dir):
@@ -96,3 +99,27 @@ def test_twin_scenes_cover_both_splits_with_valid_answers(tmp_path):
     assert {cat.get_emoji(order[0]).split for _, order in scenes} == {"train", "val"}
     sample = TwinSceneVL(scenes, seed=1).sample()
     assert sample.answer in ("left", "right") or sample.answer in [e.name for e in cat.catalogue().values()]
+
+
+def test_vision_warmup_teaches_the_tower_emojis_and_touches_nothing_else(tmp_path):
+    """The classification warm-up must move the vision tower (and only it) towards recognising cards."""
+    from training.prior.backbone import build_backbone
+    from training.prior.vision_warmup import EmojiClassifierAux
+
+    torch.manual_seed(0)
+    model, processor = build_backbone(tmp_path / "vlm", image_size=32, hidden_size=32)
+    ids = all_emoji_ids()[:4]
+    aux = EmojiClassifierAux(model, processor, ids, 32, seed=0, batch_size=16)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW(list(model.parameters()) + aux.parameters(), lr=3e-3)
+    for _ in range(120):
+        loss, _ = aux.loss_and_accuracy()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    aux.batch_size = 64
+    with torch.no_grad():
+        _, accuracy = aux.loss_and_accuracy()
+    assert accuracy > 0.6, f"4-way card classification after warm-up: {accuracy:.2f} (chance 0.25)"
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith("model.vision_tower.") for n in changed), sorted(changed)[:5]

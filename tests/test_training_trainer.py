@@ -36,7 +36,7 @@ def _overrides(setup, out, *extra):
 def test_bad_configs_fail_before_compute(setup, tmp_path):
     with pytest.raises(ConfigError, match="strategy.name 'sparse' is unknown; allowed: full, lora"):
         load_config(None, _overrides(setup, tmp_path, "strategy.name=sparse"))
-    with pytest.raises(ConfigError, match="model.horizon=50 is longer than the shortest episode"):
+    with pytest.raises(ConfigError, match="model.horizon=50 is longer than the longest episode"):
         prepare(load_config(None, _overrides(setup, tmp_path, "model.horizon=50")))
     with pytest.raises(ConfigError, match="stats_path .* does not exist"):
         prepare(load_config(None, _overrides(setup, tmp_path, f"data.stats_path={tmp_path}/none.json")))

@@ -75,9 +75,11 @@ def check_data(cfg: TrainConfig, stores, where: str) -> None:
         lengths = [store.episode_length(i) for i in store.episode_indices()]
         if not lengths:
             raise ConfigError(f"{where}: store {store.url} has no committed episodes")
-        if cfg.model.horizon > min(lengths):
-            raise ConfigError(f"model.horizon={cfg.model.horizon} is longer than the shortest episode "
-                              f"({min(lengths)} frames) in {store.url}; lower the horizon or drop short episodes")
+        if cfg.model.horizon > max(lengths):
+            raise ConfigError(f"model.horizon={cfg.model.horizon} is longer than the longest episode "
+                              f"({max(lengths)} frames) in {store.url}: every chunk would be mostly padding; "
+                              "lower the horizon")
+        # shorter episodes are fine: their chunks are padded and the pad steps masked out of the loss
         missing = [c for c in cfg.data.cameras if c not in store.schema.camera_names]
         if missing:
             raise ConfigError(f"data.cameras {missing} not in {store.url}; it has {list(store.schema.camera_names)}")

@@ -39,6 +39,7 @@ def build_backbone(
     hidden_size: int = 64,
     num_layers: int = 2,
     seed: int = 0,
+    patch_size: int | None = None,
 ):
     """Create the random tiny VLM in ``out_dir`` and return ``(model, processor)`` loaded from it."""
     if family not in SUPPORTED_FAMILIES:
@@ -51,7 +52,8 @@ def build_backbone(
     from vla_robot.models.tiny import make_tiny_backbone
 
     out = make_tiny_backbone(
-        family, out_dir, image_size=image_size, hidden_size=hidden_size, num_layers=num_layers, seed=seed
+        family, out_dir, image_size=image_size, hidden_size=hidden_size, num_layers=num_layers, seed=seed,
+        patch_size=patch_size,
     )
     processor = AutoProcessor.from_pretrained(out)
     model = AutoModelForImageTextToText.from_pretrained(out)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from training.prior.synth import KINDS, SyntheticVL, all_emoji_ids
+from training.prior.vision_warmup import EmojiClassifierAux
 
 
 @dataclass
@@ -23,7 +24,10 @@ class PriorConfig:
     image_size: int = 64
     hidden_size: int = 64
     num_layers: int = 2
+    patch_size: int = 0  # pixels per vision patch; 0: a quarter of the image side (16 image tokens)
     steps: int = 1500
+    vision_warmup_steps: int = 400  # vision tower alone on emoji classification, before the LM steps
+    vision_aux_weight: float = 0.5  # that classification loss kept beside the LM loss (0: off)
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 100
@@ -46,7 +50,10 @@ class PriorConfig:
             "image_size": self.image_size >= 16 and self.image_size % 4 == 0,
             "hidden_size": self.hidden_size >= 8 and self.hidden_size % 2 == 0,
             "num_layers": self.num_layers >= 1,
+            "patch_size": self.patch_size == 0 or (self.patch_size >= 2 and self.image_size % self.patch_size == 0),
             "steps": self.steps >= 0,
+            "vision_warmup_steps": self.vision_warmup_steps >= 0,
+            "vision_aux_weight": self.vision_aux_weight >= 0,
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
             "warmup": self.warmup >= 0,
@@ -57,7 +64,7 @@ class PriorConfig:
         if bad:
             values = ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
             raise ValueError(
-                f"invalid prior config: {values} (image_size: multiple of 4, >=16; hidden_size: even, >=8; "
+                f"invalid prior config: {values} (image_size: multiple of 4, >=16; hidden_size: even, >=8; patch_size: 0 or divides image_size; "
                 "num_layers>=1; steps>=0; batch_size>=1; lr>0; warmup>=0; probe_every>=0; probe_per_emoji>=1)"
             )
         if min(self.weight_identify, self.weight_where, self.weight_caption) < 0:
@@ -84,6 +91,25 @@ def _lr_at(step: int, cfg: PriorConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def _warm_up_vision(aux: EmojiClassifierAux, opt, cfg: PriorConfig, log, start: float, progress: bool) -> None:
+    """Train only the vision tower (and the throw-away classifier); logged with negative steps."""
+    from tqdm import tqdm
+
+    bar = tqdm(range(cfg.vision_warmup_steps), desc="prior: vision warm-up", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss, accuracy = aux.loss_and_accuracy()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        log.write(json.dumps({"step": step - cfg.vision_warmup_steps, "vision_loss": float(loss.detach()),
+                              "vision_accuracy": accuracy, "lr": lr, "elapsed_s": round(time.time() - start, 2)}) + "\n")
+        bar.set_postfix(acc=f"{accuracy:.2f}")
+    opt.state.clear()  # the LM phase starts its own moments (the tower's are warm-up-sized)
+
+
 def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
     """Build, pretrain and save the prior; return the run summary (also in ``prior_summary.json``)."""
     from tqdm import tqdm
@@ -97,7 +123,8 @@ def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    model, processor = build_backbone(out, cfg.family, cfg.image_size, cfg.hidden_size, cfg.num_layers, cfg.seed)
+    model, processor = build_backbone(out, cfg.family, cfg.image_size, cfg.hidden_size, cfg.num_layers, cfg.seed,
+                                      patch_size=cfg.patch_size or None)
     stream = SyntheticVL(all_emoji_ids(), cfg.image_size, seed=cfg.seed, weights=cfg.kind_weights, max_cards=cfg.max_cards)
     twin_stream = None
     if cfg.twin_scenes and cfg.twin_weight > 0:
@@ -107,11 +134,14 @@ def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
         scenes = render_twin_scenes(cfg.twin_scenes, cfg.image_size, n_cards=cfg.twin_cards, seed=cfg.seed, layout_seed=layout)
         twin_stream = TwinSceneVL(scenes, seed=cfg.seed)
     mix = random.Random(cfg.seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    aux = EmojiClassifierAux(model, processor, all_emoji_ids(), cfg.image_size, cfg.seed, batch_size=cfg.batch_size)
+    opt = torch.optim.AdamW(list(model.parameters()) + aux.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log_path = out / "prior_log.jsonl"
     log = log_path.open("w")
     probes = []
     model.train()
+    if cfg.steps and cfg.vision_warmup_steps:
+        _warm_up_vision(aux, opt, cfg, log, start, progress)
     bar = tqdm(range(cfg.steps), desc="prior", disable=not progress, dynamic_ncols=True)
     for step in bar:
         samples = [
@@ -129,11 +159,18 @@ def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         loss = model(**batch).loss
+        total = loss
+        aux_accuracy = None
+        if cfg.vision_aux_weight > 0:
+            aux_loss, aux_accuracy = aux.loss_and_accuracy()
+            total = loss + cfg.vision_aux_weight * aux_loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         record = {"step": step + 1, "loss": float(loss.detach()), "lr": lr, "elapsed_s": round(time.time() - start, 2)}
+        if aux_accuracy is not None:
+            record["vision_accuracy"] = aux_accuracy
         if cfg.probe_every and (step + 1) % cfg.probe_every == 0 and step + 1 < cfg.steps:
             probe = run_probe(model, processor, cfg.image_size, n_per_emoji=1)
             record["probe"] = probe.as_dict()

@@ -19,13 +19,14 @@ from vla_robot.demo.runner import Phase
 class DemoSettings:
     robot: str = "widowx250"
     n_cards: int = 2
-    image_size: int = 96
+    image_size: int = 64
     layout_seed: int = 2  # cards and cube at the same places every episode; -1: random layouts
     camera: str = "third_person"
     grinning_face_episodes: int = 100
     reach_episodes: int = 30
     push_episodes: int = 30
     prior_steps: int = 1500
+    prior_vision_warmup: int = 400
     prior_hidden: int = 64
     stage1_steps: int = 150
     stage2_steps: int = 3000
@@ -45,7 +46,8 @@ class DemoSettings:
         positive = ("n_cards", "image_size", "grinning_face_episodes", "stage2_steps", "batch_size", "horizon",
                     "eval_episodes", "max_steps", "prior_hidden")
         bad = [k for k in positive if getattr(self, k) <= 0]
-        bad += [k for k in ("reach_episodes", "push_episodes", "prior_steps", "stage1_steps", "eval_videos")
+        bad += [k for k in ("reach_episodes", "push_episodes", "prior_steps", "prior_vision_warmup", "stage1_steps",
+                            "eval_videos")
                 if getattr(self, k) < 0]
         if bad:
             raise ValueError(f"demo settings {bad} must be positive (>= 0 for episode/step counts that may be skipped)")
@@ -60,7 +62,8 @@ class DemoSettings:
 
 FULL = DemoSettings()
 QUICK = DemoSettings(
-    image_size=32, grinning_face_episodes=4, reach_episodes=2, push_episodes=2, prior_steps=20, prior_hidden=32,
+    image_size=32, grinning_face_episodes=4, reach_episodes=2, push_episodes=2, prior_steps=20, prior_vision_warmup=10,
+    prior_hidden=32,
     stage1_steps=4, stage2_steps=8, batch_size=4, horizon=4, lora_rank=4, eval_episodes=2, eval_videos=2,
     max_steps=40, collect_speed=4.0, expected_minutes=3.0,
 )
@@ -140,7 +143,8 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             Phase(
                 name="prior",
                 argv=[py, "-m", "training.prior", "--out", str(p.prior), "--image-size", str(s.image_size),
-                      "--hidden-size", str(s.prior_hidden), "--steps", str(s.prior_steps), "--seed", str(s.seed),
+                      "--hidden-size", str(s.prior_hidden), "--steps", str(s.prior_steps),
+                      "--vision-warmup-steps", str(s.prior_vision_warmup), "--seed", str(s.seed),
                       "--twin-cards", str(s.n_cards), "--twin-layout-seed", str(s.layout_seed),
                       *(["--twin-scenes", "20", "--probe-per-emoji", "1"] if s.prior_steps < 100 else [])],
                 description="VLM prior: tiny PaliGemma pretrained on synthetic emoji VQA over all emojis (train + val)",

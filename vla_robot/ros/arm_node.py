@@ -84,6 +84,7 @@ class ArmNode(Node):
         self._command: tuple[float, np.ndarray] | None = None
         self._gave_up_on: float | None = None  # stamp of the command a lock-step wait last timed out on
         self._command_lock = threading.Lock()
+        self._command_arrived = threading.Condition(self._command_lock)  # wakes a lock-step wait
         self._epoch = time.time()  # sim stamps: epoch + twin time, monotonic across resets
         self._seed = int(self.p.seed)
         self.state_pub = self.create_publisher(JointState, "joint_states", joint_qos(self.p.sensor_qos))
@@ -147,6 +148,7 @@ class ArmNode(Node):
         if self.is_sim:
             with self._command_lock:
                 self._command = (stamp, targets)
+                self._command_arrived.notify_all()
             return
         self._send(targets)
 
@@ -223,13 +225,13 @@ class ArmNode(Node):
             return  # nobody answers states in lock-step (a leader arm, a joystick, or the teleop is off)
         latest = recent[0]
         deadline = time.monotonic() + self.p.lockstep_timeout_s
-        while time.monotonic() < deadline and not self._stop.is_set():
-            with self._command_lock:
-                if self._command is not None and abs(self._command[0] - latest) < 1e-6:
+        with self._command_arrived:  # sleeps until the command callback notifies: no polling for the GIL
+            while not (self._command is not None and abs(self._command[0] - latest) < 1e-6):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    self._gave_up_on = self._command[0] if self._command is not None else None
                     return
-            time.sleep(0.0005)
-        with self._command_lock:
-            self._gave_up_on = self._command[0] if self._command is not None else None
+                self._command_arrived.wait(min(left, 0.1))
 
     def _sim_tick(self) -> None:
         if self.p.lockstep:

@@ -8,6 +8,7 @@ end-to-end tests and the collection benchmark.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
-from vla_robot.ros.executor import ComposedProcess
+from vla_robot.ros.executor import ComposedProcess, pin_to_one_core
 from vla_robot.ros.qos import LATCHED_QOS
 
 
@@ -40,10 +41,15 @@ class SimStackConfig:
     preview_path: str = ""
     record: bool = True  # False: the twin, cameras and teleop only (twin.launch.py)
     teleop_enabled: bool = False  # the scripted expert drives at once (otherwise per episode)
+    one_core: bool = True  # pin the composed stack's threads to one CPU (see executor.pin_to_one_core)
 
 
 class SimStack:
-    LOCKSTEP_TIMEOUT_S = 2.0  # a starved CPU must not let the twin run ahead of the scripted teleop
+    # How long the twin waits for the scripted teleop's answer to a state. Its answers take a few ms;
+    # the wait ends only when the teleop is switched off at the end of an episode, so a long one
+    # stalls every episode (2 s cost ~1.5 s per episode). Recording stays exact however late an
+    # answer is: the stored action is the command the arm executed (arm/applied_command).
+    LOCKSTEP_TIMEOUT_S = 0.5
 
     def __init__(self, config: SimStackConfig, threads: int = 6):
         from sim import ScriptedExpert, Twin, TwinCamera, TwinConfig, TwinRobot
@@ -54,6 +60,7 @@ class SimStack:
 
         c = config
         self.config = c
+        self._cpus_before = pin_to_one_core() if c.one_core else None
         self.twin = Twin(TwinConfig(robot=c.robot, task=c.task, n_cards=c.n_cards, split=c.split, layout_seed=c.layout_seed, cameras=c.cameras, image_size=(c.width, c.height),
                                     control_rate_hz=c.control_rate_hz, seed=c.seed, max_steps=max(c.max_steps, 1)))
         self.twin_lock = threading.RLock()
@@ -150,6 +157,8 @@ class SimStack:
 
     def shutdown(self) -> None:
         self.process.shutdown()  # the arm node's clock thread closes the twin's renderers
+        if self._cpus_before:
+            os.sched_setaffinity(0, self._cpus_before)  # the caller's thread gets its CPUs back
 
     def __enter__(self):
         return self
@@ -161,27 +170,29 @@ class SimStack:
 class OperatorClient(Node):
     """Calls episode services over DDS like an operator's tool would."""
 
+    SERVICES = {"/recorder/start": Trigger, "/recorder/save": SetBool, "/arm/evaluate": Trigger, "/arm/reset": Trigger,
+                "/teleop/enable": SetBool}
+
     def __init__(self, context=None):
         super().__init__("sim_operator", context=context)
-        self._service_clients: dict[str, object] = {}
         self.instruction = ""
         from std_msgs.msg import String
 
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS)
+        # every client exists before the executor spins (see ComposedProcess)
+        self._service_clients = {name: self.create_client(srv, name) for name, srv in self.SERVICES.items()}
 
     def _on_instruction(self, msg) -> None:
         self.instruction = msg.data
 
     def _client(self, srv_type, name):
         if name not in self._service_clients:
-            self._service_clients[name] = self.create_client(srv_type, name)
+            raise KeyError(f"the sim operator has no client for {name}; add it to OperatorClient.SERVICES")
         return self._service_clients[name]
 
     def wait_for_services(self, names, timeout_s: float) -> None:
-        types = {"/recorder/start": Trigger, "/recorder/save": SetBool, "/arm/evaluate": Trigger, "/arm/reset": Trigger,
-                 "/teleop/enable": SetBool}
         for name in names:
-            if not self._client(types[name], name).wait_for_service(timeout_sec=timeout_s):
+            if not self._client(self.SERVICES[name], name).wait_for_service(timeout_sec=timeout_s):
                 raise TimeoutError(f"service {name} not available after {timeout_s}s")
 
     def wait_instruction_ready(self, recorder, twin, timeout_s: float = 10.0) -> None:
