@@ -96,7 +96,8 @@ def test_twin_scenes_cover_both_splits_with_valid_answers(tmp_path):
     assert len(scenes) == 4  # 2 per split
     from sim import emoji as cat
 
-    assert {cat.get_emoji(order[0]).split for _, order in scenes} == {"train", "val"}
+    assert {cat.get_emoji(scene.order[0]).split for scene in scenes} == {"train", "val"}
+    assert all(scene.image_xs == sorted(scene.image_xs) for scene in scenes)
     sample = TwinSceneVL(scenes, seed=1).sample()
     assert sample.answer in ("left", "right") or sample.answer in [e.name for e in cat.catalogue().values()]
 
@@ -123,3 +124,25 @@ def test_vision_warmup_teaches_the_tower_emojis_and_touches_nothing_else(tmp_pat
     assert accuracy > 0.6, f"4-way card classification after warm-up: {accuracy:.2f} (chance 0.25)"
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("model.vision_tower.") for n in changed), sorted(changed)[:5]
+
+
+def test_twin_halves_loss_names_the_card_on_each_side(tmp_path):
+    """The twin-scene signal asks for the left card's emoji from the left half and the right card's from the right."""
+    from training.prior.backbone import build_backbone
+    from training.prior.twin_scenes import render_twin_scenes
+    from training.prior.vision_warmup import EmojiClassifierAux
+
+    model, processor = build_backbone(tmp_path / "vlm", image_size=32, hidden_size=32)
+    scenes = render_twin_scenes(3, 32, n_cards=2, seed=0, layout_seed=2)
+    aux = EmojiClassifierAux(model, processor, all_emoji_ids(), 32, seed=0, batch_size=8, twin_scenes=scenes)
+    assert aux.twin_scenes, "the demo layout puts one card on each side of the image centre"
+    loss, _ = aux.loss_and_accuracy()
+    assert aux.twin_accuracy is not None and torch.isfinite(loss)
+    # swapping which half is labelled with which card must change the loss: the halves are told apart
+    swapped = [type(sc)(sc.image, sc.order[::-1], sc.image_xs) for sc in aux.twin_scenes]
+    torch.manual_seed(0)
+    aux.rng.seed(5)
+    straight = float(aux._twin_halves_loss())
+    aux.twin_scenes = swapped
+    aux.rng.seed(5)
+    assert float(aux._twin_halves_loss()) != straight

@@ -24,9 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = PriorConfig()
     for f in fields(PriorConfig):
         value = getattr(defaults, f.name)
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(value), default=value, help=f"(default: {value})"
-        )
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"(default: {value})")
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value})")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 

@@ -28,6 +28,7 @@ class PriorConfig:
     steps: int = 1500
     vision_warmup_steps: int = 400  # vision tower alone on emoji classification, before the LM steps
     vision_aux_weight: float = 0.5  # that classification loss kept beside the LM loss (0: off)
+    vision_twin_halves: bool = True  # the classifier also names the left/right card of twin scenes
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 100
@@ -105,7 +106,7 @@ def _warm_up_vision(aux: EmojiClassifierAux, opt, cfg: PriorConfig, log, start: 
         loss.backward()
         opt.step()
         log.write(json.dumps({"step": step - cfg.vision_warmup_steps, "vision_loss": float(loss.detach()),
-                              "vision_accuracy": accuracy, "lr": lr, "elapsed_s": round(time.time() - start, 2)}) + "\n")
+                              "vision_accuracy": accuracy, "vision_twin_accuracy": aux.twin_accuracy, "lr": lr, "elapsed_s": round(time.time() - start, 2)}) + "\n")
         bar.set_postfix(acc=f"{accuracy:.2f}")
     opt.state.clear()  # the LM phase starts its own moments (the tower's are warm-up-sized)
 
@@ -126,7 +127,7 @@ def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
     model, processor = build_backbone(out, cfg.family, cfg.image_size, cfg.hidden_size, cfg.num_layers, cfg.seed,
                                       patch_size=cfg.patch_size or None)
     stream = SyntheticVL(all_emoji_ids(), cfg.image_size, seed=cfg.seed, weights=cfg.kind_weights, max_cards=cfg.max_cards)
-    twin_stream = None
+    twin_stream, scenes = None, []
     if cfg.twin_scenes and cfg.twin_weight > 0:
         from training.prior.twin_scenes import TwinSceneVL, render_twin_scenes
 
@@ -134,7 +135,8 @@ def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
         scenes = render_twin_scenes(cfg.twin_scenes, cfg.image_size, n_cards=cfg.twin_cards, seed=cfg.seed, layout_seed=layout)
         twin_stream = TwinSceneVL(scenes, seed=cfg.seed)
     mix = random.Random(cfg.seed + 1)
-    aux = EmojiClassifierAux(model, processor, all_emoji_ids(), cfg.image_size, cfg.seed, batch_size=cfg.batch_size)
+    aux = EmojiClassifierAux(model, processor, all_emoji_ids(), cfg.image_size, cfg.seed, batch_size=cfg.batch_size,
+                             twin_scenes=scenes if cfg.vision_twin_halves else None)
     opt = torch.optim.AdamW(list(model.parameters()) + aux.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log_path = out / "prior_log.jsonl"
     log = log_path.open("w")
@@ -171,8 +173,11 @@ def pretrain(cfg: PriorConfig, progress: bool = True) -> dict:
         record = {"step": step + 1, "loss": float(loss.detach()), "lr": lr, "elapsed_s": round(time.time() - start, 2)}
         if aux_accuracy is not None:
             record["vision_accuracy"] = aux_accuracy
+            if aux.twin_accuracy is not None:
+                record["vision_twin_accuracy"] = aux.twin_accuracy
         if cfg.probe_every and (step + 1) % cfg.probe_every == 0 and step + 1 < cfg.steps:
-            probe = run_probe(model, processor, cfg.image_size, n_per_emoji=1)
+            probe = run_probe(model, processor, cfg.image_size, n_per_emoji=1, twin_scenes=10 if cfg.twin_scenes else 0,
+                              twin_layout_seed=None if cfg.twin_layout_seed < 0 else cfg.twin_layout_seed)
             record["probe"] = probe.as_dict()
             probes.append(record)
         log.write(json.dumps(record) + "\n")

@@ -91,7 +91,8 @@ def _twin_where_accuracy(model, processor, scenes) -> dict[str, float]:
 
     correct = {s: 0 for s in cat.SPLITS}
     total = {s: 0 for s in cat.SPLITS}
-    for image, order in scenes:
+    for scene in scenes:
+        image, order = scene.image, scene.order
         split = cat.get_emoji(order[0]).split
         for k, eid in enumerate(order[:2]):
             question = f"where is the {cat.get_emoji(eid).name}?"

@@ -9,6 +9,7 @@ could enter a robot training store.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -25,11 +26,20 @@ def _image_x(twin, camera: str, xyz) -> float:
     return float(p[0] / max(-p[2], 1e-6))
 
 
+@dataclass(frozen=True)
+class TwinScene:
+    """A twin render and its cards, ordered left to right; ``image_xs`` < 0 lie left of centre."""
+
+    image: Image.Image
+    order: list[str]
+    image_xs: list[float]
+
+
 def render_twin_scenes(
     n_per_split: int, image_size: int, n_cards: int = 2, seed: int = 0, layout_seed: int | None = None,
     robot: str = "widowx250", camera: str = "third_person",
-) -> list[tuple[Image.Image, list[str]]]:
-    """``(image, card ids ordered left to right in the image)`` for both emoji splits."""
+) -> list[TwinScene]:
+    """Scenes of both emoji splits, cards ordered left to right in the image."""
     from sim import Twin, TwinConfig
 
     scenes = []
@@ -40,8 +50,9 @@ def render_twin_scenes(
             for i in range(n_per_split):
                 info = twin.reset(seed * 1_000_003 + i + (0 if split == "train" else 500_000))
                 xs = [_image_x(twin, camera, [x, y, 0.0]) for x, y in info["card_xy"]]
-                order = [info["cards"][j] for j in np.argsort(xs)]
-                scenes.append((Image.fromarray(twin.render(camera)), order))
+                ranks = np.argsort(xs)
+                scenes.append(TwinScene(Image.fromarray(twin.render(camera)), [info["cards"][j] for j in ranks],
+                                        [xs[j] for j in ranks]))
         finally:
             close = getattr(twin, "close", None)
             if close:
@@ -52,14 +63,15 @@ def render_twin_scenes(
 class TwinSceneVL:
     """Questions about pre-rendered twin scenes, drawn with the given RNG."""
 
-    def __init__(self, scenes: list[tuple[Image.Image, list[str]]], seed: int = 0) -> None:
+    def __init__(self, scenes: list[TwinScene], seed: int = 0) -> None:
         if not scenes:
             raise ValueError("no twin scenes to ask about")
         self.scenes = scenes
         self.rng = random.Random(seed)
 
     def sample(self) -> VLSample:
-        image, order = self.rng.choice(self.scenes)
+        scene = self.rng.choice(self.scenes)
+        image, order = scene.image, scene.order
         n = len(order)
         k = self.rng.randrange(n)
         name = emoji_catalogue.get_emoji(order[k]).name

@@ -9,9 +9,18 @@ tower with a linear emoji classifier on its mean-pooled output reaches ~80 % acc
 the 60-emoji catalogue in 600 steps. So the prior first trains the tower on that task
 (``vision_warmup_steps``) and keeps it as an auxiliary loss (``vision_aux_weight``) while the
 LM learns to read it. The classifier head is thrown away: it is not part of the VLM.
+
+Close-ups teach what a card looks like when it fills the frame; the policy sees cards a few
+pixels wide on the twin's table. With ``twin_scenes`` the same classifier is also asked for
+the emoji of the left and of the right card from the patches of the left and right half of
+the image, so the tower learns to tell emojis apart at the size and place the policy sees
+them, and to keep them apart by position.
 """
 
 from __future__ import annotations
+
+import math
+import random
 
 import torch
 
@@ -21,7 +30,8 @@ from training.prior.synth import SyntheticVL
 class EmojiClassifierAux:
     """Linear emoji classifier on the mean-pooled vision-tower output, fed single-card images."""
 
-    def __init__(self, model, processor, emoji_ids: tuple[str, ...], image_size: int, seed: int, batch_size: int):
+    def __init__(self, model, processor, emoji_ids: tuple[str, ...], image_size: int, seed: int, batch_size: int,
+                 twin_scenes: list | None = None):
         self.model = model
         self.processor = processor
         self.index = {e: i for i, e in enumerate(emoji_ids)}
@@ -29,6 +39,10 @@ class EmojiClassifierAux:
         self.batch_size = batch_size
         width = model.config.vision_config.hidden_size
         self.head = torch.nn.Linear(width, len(emoji_ids))
+        # scenes with one card on each side of the image centre (the halves the loss pools)
+        self.twin_scenes = [sc for sc in (twin_scenes or []) if len(sc.order) == 2 and sc.image_xs[0] < 0 <= sc.image_xs[1]]
+        self.rng = random.Random(seed + 11)
+        self.twin_accuracy: float | None = None
 
     def parameters(self):
         return list(self.head.parameters())
@@ -40,4 +54,19 @@ class EmojiClassifierAux:
         features = self.model.model.vision_tower(pixel_values=pixels).last_hidden_state.mean(1)
         logits = self.head(features)
         accuracy = float((logits.argmax(-1) == labels).float().mean())
-        return torch.nn.functional.cross_entropy(logits, labels), accuracy
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        if self.twin_scenes:
+            loss = 0.5 * (loss + self._twin_halves_loss())
+        return loss, accuracy
+
+    def _twin_halves_loss(self) -> torch.Tensor:
+        scenes = [self.rng.choice(self.twin_scenes) for _ in range(self.batch_size)]
+        pixels = self.processor.image_processor([sc.image for sc in scenes], return_tensors="pt")["pixel_values"]
+        tokens = self.model.model.vision_tower(pixel_values=pixels).last_hidden_state  # (B, g*g, D), row-major
+        side = math.isqrt(tokens.shape[1])
+        grid = tokens.reshape(tokens.shape[0], side, side, -1)
+        halves = torch.cat([grid[:, :, : side // 2].mean((1, 2)), grid[:, :, side // 2 :].mean((1, 2))])
+        labels = torch.tensor([self.index[sc.order[0]] for sc in scenes] + [self.index[sc.order[1]] for sc in scenes])
+        logits = self.head(halves)
+        self.twin_accuracy = float((logits.argmax(-1) == labels).float().mean())
+        return torch.nn.functional.cross_entropy(logits, labels)
