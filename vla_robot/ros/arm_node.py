@@ -71,6 +71,11 @@ class ArmNode(Node):
         self.twin = twin
         self.twin_lock = twin_lock or threading.RLock()
         self.robot = robot or self._make_robot()
+        if not hasattr(self.robot, "last_targets"):
+            # ~/applied_command echoes what the driver wrote after its clamp; a driver that cannot
+            # say would have it echo the unclamped request under the same name
+            raise TypeError(f"arm node: {type(self.robot).__name__} has no `last_targets` (the clamped goal it last "
+                            "sent); the WidowX 250, SO-100 and twin drivers have it")
         self.spec = self.robot.spec
         self.names = list(self.spec.joint_names)
         self.rejected = 0
@@ -160,9 +165,7 @@ class ArmNode(Node):
             self.last_error = str(exc)
             self.get_logger().warning(f"command refused: {exc}", throttle_duration_sec=1.0)
             return
-        applied = getattr(self.robot, "last_targets", None)  # after the driver's clamp, where it tells
-        stamp = self.get_clock().now().nanoseconds * 1e-9
-        self._publish_applied(targets if applied is None else applied, stamp)
+        self._publish_applied(self.robot.last_targets, self.get_clock().now().nanoseconds * 1e-9)
 
     def _publish_applied(self, targets: np.ndarray, stamp: float) -> None:
         self.applied_pub.publish(joint_state_msg(self.names, targets, None, stamp))
