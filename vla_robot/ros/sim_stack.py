@@ -179,20 +179,19 @@ class OperatorClient(Node):
         from std_msgs.msg import String
 
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS)
-        # every client exists before the executor spins (see ComposedProcess)
         self._service_clients = {name: self.create_client(srv, name) for name, srv in self.SERVICES.items()}
 
     def _on_instruction(self, msg) -> None:
         self.instruction = msg.data
 
-    def _client(self, srv_type, name):
+    def _client(self, name):
         if name not in self._service_clients:
             raise KeyError(f"the sim operator has no client for {name}; add it to OperatorClient.SERVICES")
         return self._service_clients[name]
 
     def wait_for_services(self, names, timeout_s: float) -> None:
         for name in names:
-            if not self._client(self.SERVICES[name], name).wait_for_service(timeout_sec=timeout_s):
+            if not self._client(name).wait_for_service(timeout_sec=timeout_s):
                 raise TimeoutError(f"service {name} not available after {timeout_s}s")
 
     def wait_instruction_ready(self, recorder, twin, timeout_s: float = 10.0) -> None:
@@ -205,7 +204,7 @@ class OperatorClient(Node):
         raise TimeoutError(f"the recorder did not receive the instruction {twin.episode.instruction!r}")
 
     def call(self, srv_type, name, timeout_s: float = 30.0, **fields):
-        client = self._client(srv_type, name)
+        client = self._client(name)
         request = srv_type.Request(**fields)
         future = client.call_async(request)
         deadline = time.monotonic() + timeout_s
