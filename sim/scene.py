@@ -107,8 +107,8 @@ def build_scene(config: TwinConfig) -> Scene:
   <worldbody>
     <light name="key" directional="true" pos="0.3 0.3 1.5" dir="-0.2 -0.2 -1" diffuse="0.6 0.6 0.6" castshadow="{'true' if high else 'false'}"/>
     <light name="fill" directional="true" pos="-0.5 -0.5 1.0" dir="0.4 0.3 -1" diffuse="0.25 0.25 0.25" castshadow="false"/>
-    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" material="floor" contype="0" conaffinity="0"/>
-    <geom name="table" type="box" size="0.45 0.6 0.02" pos="0.25 0 -0.02" material="table" contype="1" conaffinity="1" friction="0.6 0.01 0.001"/>
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" material="floor" contype="1" conaffinity="1"/>
+    <geom name="table" type="box" size="0.45 0.6 0.375" pos="0.25 0 -0.375" material="table" contype="1" conaffinity="1" friction="0.6 0.01 0.001"/>
     {cards}
     <camera name="third_person" pos="{cam[0]} {cam[1]} {cam[2]}" xyaxes="{_bridge_camera_axes()}"
             resolution="640 480" sensorsize="0.0064 0.0048" focalpixel="623.588 623.588"/>

@@ -106,3 +106,33 @@ def test_summarise_reports_paper_rates():
         summarise([{"executed": True}])
     with pytest.raises(ValueError, match="at least one"):
         summarise([])
+
+
+def test_cube_pressed_hard_into_the_table_comes_back_up_not_through(twin):
+    """A gripper pressing the cube down (policies do) must not tunnel it out of the world: closed-loop
+    evals found cubes at z = -300 m. The table is a solid block down to the floor, so a 200 N press
+    (which took the cube through the old 4 cm tabletop) resolves upwards once it stops."""
+    twin.reset(3)
+    twin.set_cube_pose(np.array([0.3, 0.05, twin.arm.cube_size / 2]))
+    body, hold = twin.model.body("cube").id, twin.joint_positions()
+    twin.data.xfrc_applied[body, 2] = -200.0
+    try:
+        for _ in range(10):
+            twin.step_control(hold)
+    finally:
+        twin.data.xfrc_applied[body, 2] = 0.0
+    for _ in range(20):
+        twin.step_control(hold)
+    z = twin.cube_position()[2]
+    assert abs(z - twin.arm.cube_size / 2) < 0.005, f"cube at z={z:.3f} after a 200 N press"
+
+
+def test_cube_knocked_off_the_table_lands_on_the_floor(twin):
+    twin.reset(3)
+    twin.set_cube_pose(np.array([-0.5, 0.0, 0.05]))  # beyond the table's near edge
+    hold = twin.joint_positions()
+    for _ in range(30):
+        twin.step_control(hold)
+    z = twin.cube_position()[2]
+    assert -0.76 < z < -0.7, f"cube at z={z:.3f}: it should rest on the floor at -0.75"
+    assert not twin.evaluate()["executed"]
