@@ -25,7 +25,7 @@ def _fixed_loss(model, processor, samples):
 def prior_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("prior")
     cfg = PriorConfig(out=str(out), image_size=32, hidden_size=32, steps=60, vision_warmup_steps=20, batch_size=16,
-                      warmup=5, probe_per_emoji=1)
+                      warmup=5, probe_per_emoji=1, twin_scenes=20, twin_focus_steps=10)
     summary = pretrain(cfg, progress=False)
     return out, summary
 
@@ -44,8 +44,12 @@ def test_prior_saves_a_loadable_vlm_whose_tokenizer_spells_every_name(prior_dir)
         assert unk not in processor.tokenizer.tokenize(e.name), e.name
     assert json.loads((out / "prior_summary.json").read_text())["config"]["steps"] == 60
     records = [json.loads(line) for line in (out / "prior_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == list(range(-20, 0)) + list(range(1, 61))
-    assert all("vision_loss" in r for r in records[:20]) and all("vision_accuracy" in r for r in records[20:])
+    assert [r["step"] for r in records] == list(range(-20, 0)) + list(range(1, 71))
+    assert all("vision_loss" in r for r in records[:20]) and all("vision_accuracy" in r for r in records[20:80])
+    assert [r["phase"] for r in records[20:]] == ["mix"] * 60 + ["twin_focus"] * 10
+    # the focus phase holds half the peak rate, then decays over its last quarter
+    assert records[80]["lr"] == pytest.approx(0.5 * PriorConfig.lr) == records[86]["lr"]
+    assert records[-1]["lr"] < records[86]["lr"]
 
 
 def test_prior_training_lowers_the_vqa_loss(prior_dir):
@@ -142,7 +146,31 @@ def test_twin_halves_loss_names_the_card_on_each_side(tmp_path):
     swapped = [type(sc)(sc.image, sc.order[::-1], sc.image_xs) for sc in aux.twin_scenes]
     torch.manual_seed(0)
     aux.rng.seed(5)
-    straight = float(aux._twin_halves_loss())
+    straight = float(aux._twin_halves_loss()[0])
     aux.twin_scenes = swapped
     aux.rng.seed(5)
-    assert float(aux._twin_halves_loss()) != straight
+    assert float(aux._twin_halves_loss()[0]) != straight
+
+
+def test_position_loss_teaches_each_patch_its_place(tmp_path):
+    """Without it the LM cannot address "the card on the left"; with it the tower's patches name their grid cell."""
+    from training.prior.backbone import build_backbone
+    from training.prior.vision_warmup import EmojiClassifierAux
+
+    torch.manual_seed(0)
+    model, processor = build_backbone(tmp_path / "vlm", image_size=32, hidden_size=32)
+    aux = EmojiClassifierAux(model, processor, all_emoji_ids(), 32, seed=0, batch_size=8, position_weight=1.0)
+    opt = torch.optim.AdamW(list(model.model.vision_tower.parameters()) + aux.parameters(), lr=3e-3)
+    pixels = processor.image_processor([s.image for s in aux.stream.batch(8)], return_tensors="pt")["pixel_values"]
+    for _ in range(60):
+        loss = aux._position_loss(model.model.vision_tower(pixel_values=pixels).last_hidden_state)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    tokens = model.model.vision_tower(pixel_values=pixels).last_hidden_state.detach()
+    aux._position_loss(tokens)
+    assert aux.position_accuracy > 0.9, f"16-way patch position after 60 steps: {aux.position_accuracy:.2f}"
+    aux._position_loss(tokens.flip(1))  # the same features in reversed order no longer sit where they say
+    assert aux.position_accuracy < 0.2
+    _, accuracy = aux.loss_and_accuracy()
+    assert aux.position_accuracy is not None and 0 <= accuracy <= 1

@@ -34,6 +34,8 @@ class ProbeResult:
     n_per_emoji: int
     twin_where_train: float | None = None
     twin_where_val: float | None = None
+    twin_which_train: float | None = None
+    twin_which_val: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,21 +87,24 @@ def _where_accuracy(model, processor, ids, all_ids, image_size, n_per_emoji, rng
     return correct / max(total, 1)
 
 
-def _twin_where_accuracy(model, processor, scenes) -> dict[str, float]:
-    """"where is the X?" on twin renders (2 cards): the question the policy must answer."""
+def _twin_accuracy(model, processor, scenes) -> dict[str, float]:
+    """On twin renders (2 cards): "where is the X?" (left/right), the question the policy must
+    answer, and "which emoji is on the left/right?" (between the two names on the table)."""
     from sim import emoji as cat
 
-    correct = {s: 0 for s in cat.SPLITS}
-    total = {s: 0 for s in cat.SPLITS}
+    correct = {(kind, s): 0 for kind in ("where", "which") for s in cat.SPLITS}
+    total = dict.fromkeys(correct, 0)
     for scene in scenes:
-        image, order = scene.image, scene.order
+        image, order = scene.image, scene.order[:2]
         split = cat.get_emoji(order[0]).split
-        for k, eid in enumerate(order[:2]):
-            question = f"where is the {cat.get_emoji(eid).name}?"
-            scores = answer_logprobs(model, processor, [image] * 2, question, ["left", "right"])
-            correct[split] += int(int(scores.argmax()) == k)
-            total[split] += 1
-    return {f"twin_where_{s}": correct[s] / max(total[s], 1) for s in cat.SPLITS}
+        names = [cat.get_emoji(eid).name for eid in order]
+        for k, (name, side) in enumerate(zip(names, ("left", "right"))):
+            where = answer_logprobs(model, processor, [image] * 2, f"where is the {name}?", ["left", "right"])
+            which = answer_logprobs(model, processor, [image] * 2, f"which emoji is on the {side}?", names)
+            for kind, scores in (("where", where), ("which", which)):
+                correct[kind, split] += int(int(scores.argmax()) == k)
+                total[kind, split] += 1
+    return {f"twin_{kind}_{s}": correct[kind, s] / max(total[kind, s], 1) for kind, s in correct}
 
 
 def run_probe(
@@ -108,7 +113,8 @@ def run_probe(
 ) -> ProbeResult:
     """Fixed-seed probe over the whole catalogue; deterministic for a given model.
 
-    ``twin_scenes`` > 0 adds "where is the X?" on that many twin renders per split (2 cards,
+    ``twin_scenes`` > 0 adds "where is the X?" and "which emoji is on the left/right?" on that
+    many twin renders per split (2 cards,
     ``twin_layout_seed`` fixing the layout as in the demo, or random layouts when None).
     """
     was_training = model.training
@@ -126,6 +132,6 @@ def run_probe(
         from training.prior.twin_scenes import render_twin_scenes
 
         scenes = render_twin_scenes(twin_scenes, image_size, n_cards=2, seed=seed, layout_seed=twin_layout_seed)
-        out.update(_twin_where_accuracy(model, processor, scenes))
+        out.update(_twin_accuracy(model, processor, scenes))
     model.train(was_training)
     return ProbeResult(**out, identify_chance=1 / len(names), where_chance=0.5, n_per_emoji=n_per_emoji)
