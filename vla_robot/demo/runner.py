@@ -18,13 +18,21 @@ from pathlib import Path
 
 @dataclass
 class Phase:
-    """One step of the job. ``weight`` is its expected share of the wall-clock (for the overall bar)."""
+    """One step of the job. ``weight`` is its expected share of the wall-clock (for the overall bar).
+
+    ``alongside``: start it and go on with the next phases while it runs; it is waited for
+    before the first later phase that ``needs`` it, and at the end. For work that does not
+    compete for the same core (the prior trains on one CPU while collection, pinned to the
+    other, records).
+    """
 
     name: str
     argv: list[str]
     description: str
     weight: float = 1.0
     outputs: list[str] = field(default_factory=list)
+    alongside: bool = False
+    needs: tuple[str, ...] = ()
 
     @property
     def command(self) -> str:
@@ -86,21 +94,31 @@ class ProgressDisplay:
         self.tty = self.stream.isatty()
         self.start = time.time()
         self._last_plain = 0.0
+        self.done: set[int] = set()
+        self.running: dict[int, float] = {}  # index -> fraction of its expected time
 
     def _bar(self, fraction: float, width: int = 24) -> str:
         filled = int(round(width * min(max(fraction, 0.0), 1.0)))
         return "#" * filled + "." * (width - filled)
 
-    def update(self, index: int, phase_elapsed: float, detail: str, expected: float, done: bool = False) -> None:
-        before = sum(p.weight for p in self.phases[:index])
+    def update(self, index: int, phase_elapsed: float, detail: str, expected: float, done: bool = False,
+               beside: str = "") -> None:
         phase = self.phases[index]
-        within = 1.0 if done else min(phase_elapsed / max(expected, 1e-6), 0.95)
-        fraction = (before + phase.weight * within) / self.total
+        if done:
+            self.done.add(index)
+            self.running.pop(index, None)
+        else:
+            self.running[index] = min(phase_elapsed / max(expected, 1e-6), 0.95)
+        progress = sum(self.phases[i].weight for i in self.done)
+        progress += sum(self.phases[i].weight * within for i, within in self.running.items())
+        fraction = progress / self.total
         status = "done" if done else "..."
         line = (
             f"[{index + 1}/{len(self.phases)}] {phase.name:<14} {_fmt(phase_elapsed):>6} {status:<4} "
             f"overall [{self._bar(fraction)}] {fraction * 100:3.0f}%  total {_fmt(time.time() - self.start)}"
         )
+        if beside and not done:
+            line += f"  (+ {beside})"
         if detail and not done:
             line += f"  | {detail[:70]}"
         if self.tty:
@@ -109,6 +127,17 @@ class ProgressDisplay:
             self._last_plain = time.time()
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+@dataclass
+class _Running:
+    index: int
+    phase: Phase
+    proc: subprocess.Popen
+    log: Path
+    handle: object
+    started: float
+    expected: float
 
 
 def run_phases(
@@ -121,7 +150,8 @@ def run_phases(
     header: dict | None = None,
     kept: list[dict] | None = None,
 ) -> list[PhaseResult]:
-    """Run phases in order, writing ``manifest_path`` after each; raise `PhaseFailed` on the first failure.
+    """Run phases in order (``alongside`` ones beside the next), writing ``manifest_path`` as each
+    ends; raise `PhaseFailed` on the first failure, after stopping any phase still running.
 
     ``kept`` are manifest entries of phases that ran in an earlier invocation and are
     skipped now; they stay in the manifest (and so in the report's commands) before the new ones.
@@ -132,26 +162,68 @@ def run_phases(
     results: list[PhaseResult] = []
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     started = time.time()
-    for i, phase in enumerate(phases):
+    background: list[_Running] = []
+    order = {p.name: i for i, p in enumerate(phases)}
+
+    def start(i: int, phase: Phase) -> _Running:
         log = log_dir / f"{phase.name}.log"
-        expected = expected_seconds * phase.weight / total_weight
-        t0 = time.time()
-        with log.open("w") as fh:
-            fh.write(f"$ {phase.command}\n")
-            fh.flush()
-            proc = subprocess.Popen(phase.argv, stdout=fh, stderr=subprocess.STDOUT, env=child_env)
-            while proc.poll() is None:
-                display.update(i, time.time() - t0, _last_line(log), expected)
-                time.sleep(0.5)
-        result = PhaseResult(
-            phase.name, phase.command, phase.description, proc.returncode, round(time.time() - t0, 1), str(log), phase.outputs
-        )
+        fh = log.open("w")
+        fh.write(f"$ {phase.command}\n")
+        fh.flush()
+        proc = subprocess.Popen(phase.argv, stdout=fh, stderr=subprocess.STDOUT, env=child_env)
+        return _Running(i, phase, proc, log, fh, time.time(), expected_seconds * phase.weight / total_weight)
+
+    def beside_text(shown: _Running) -> str:
+        return ", ".join(f"{r.phase.name} {_fmt(time.time() - r.started)}" for r in background
+                         if r is not shown and r.proc.poll() is None)
+
+    def finish(run: _Running) -> None:
+        run.handle.close()
+        result = PhaseResult(run.phase.name, run.phase.command, run.phase.description, run.proc.returncode,
+                             round(time.time() - run.started, 1), str(run.log), run.phase.outputs)
         results.append(result)
+        results.sort(key=lambda r: order[r.name])
         _write_manifest(manifest_path, results, phases, started, header, kept or [])
-        if proc.returncode != 0:
-            display.update(i, result.seconds, "", expected, done=False)
-            raise PhaseFailed(result, _tail(log))
-        display.update(i, result.seconds, "", expected, done=True)
+        if run.proc.returncode != 0:
+            display.update(run.index, result.seconds, "", run.expected, done=False)
+            raise PhaseFailed(result, _tail(run.log))
+        display.update(run.index, result.seconds, "", run.expected, done=True)
+
+    def reap_background() -> None:
+        for run in [r for r in background if r.proc.poll() is not None]:
+            background.remove(run)
+            finish(run)
+
+    def wait_for(run: _Running, show: bool) -> None:
+        while run.proc.poll() is None:
+            if show:
+                display.update(run.index, time.time() - run.started, _last_line(run.log), run.expected, beside=beside_text(run))
+            reap_background()
+            time.sleep(0.5)
+        if run in background:
+            background.remove(run)
+        finish(run)
+
+    foreground: list[_Running] = []
+    try:
+        for i, phase in enumerate(phases):
+            for run in [r for r in background if r.phase.name in phase.needs]:
+                wait_for(run, show=True)
+            reap_background()
+            run = start(i, phase)
+            if phase.alongside:
+                background.append(run)
+                continue
+            foreground[:] = [run]
+            wait_for(run, show=True)
+        while background:
+            wait_for(background[0], show=True)
+    finally:  # on a failure (or Ctrl-C) nothing is left running
+        for run in foreground + background:
+            if run.proc.poll() is None:
+                run.proc.terminate()
+                run.proc.wait()
+            run.handle.close()
     return results
 
 

@@ -1,0 +1,65 @@
+"""The demo's phase runner: real subprocesses, in order, with ``alongside`` phases overlapping the next ones."""
+
+import json
+import sys
+import time
+
+import pytest
+
+from vla_robot.demo.runner import Phase, PhaseFailed, run_phases
+
+
+def _stamp(path, seconds: float, fail: bool = False) -> list[str]:
+    """A phase that writes its start time, sleeps, writes its end time (and can fail instead)."""
+    code = (
+        "import sys, time, pathlib; p = pathlib.Path(sys.argv[1]); p.write_text(f'{time.time()}\\n');"
+        f"time.sleep({seconds});"
+        + ("sys.exit(3)" if fail else "p.write_text(p.read_text() + f'{time.time()}\\n')")
+    )
+    return [sys.executable, "-c", code, str(path)]
+
+
+def _times(path) -> list[float]:
+    return [float(x) for x in path.read_text().split()]
+
+
+def test_alongside_phase_overlaps_the_next_and_is_joined_where_needed(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    phases = [
+        Phase("slow", _stamp(a, 1.5), "runs beside collect", alongside=True),
+        Phase("collect", _stamp(b, 0.5), "foreground"),
+        Phase("train", _stamp(c, 0.0), "needs slow", needs=("slow",)),
+    ]
+    results = run_phases(phases, tmp_path / "logs", tmp_path / "manifest.json", 10.0, stream=open("/dev/null", "w"))
+    (a_start, a_end), (b_start, b_end), (c_start, _) = _times(a), _times(b), _times(c)
+    assert b_start < a_end, "the foreground phase must start while the alongside one runs"
+    assert c_start >= a_end, "a phase that needs the alongside one must wait for it"
+    assert [r.name for r in results] == ["slow", "collect", "train"]  # manifest in phase order, not finish order
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [p["name"] for p in manifest["phases"]] == ["slow", "collect", "train"] and not manifest["pending"]
+    assert all(r.returncode == 0 for r in results)
+
+
+def test_a_failing_phase_stops_the_alongside_one_and_names_itself(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    phases = [
+        Phase("slow", _stamp(a, 60), "would run a minute", alongside=True),
+        Phase("collect", _stamp(b, 0.2, fail=True), "fails"),
+    ]
+    t0 = time.time()
+    with pytest.raises(PhaseFailed, match="'collect' failed \\(exit 3\\)"):
+        run_phases(phases, tmp_path / "logs", tmp_path / "manifest.json", 10.0, stream=open("/dev/null", "w"))
+    assert time.time() - t0 < 20, "the alongside phase was left running"
+    assert len(_times(a)) == 1, "the alongside phase should have been stopped before it finished"
+
+
+def test_a_failing_alongside_phase_fails_the_run(tmp_path):
+    phases = [
+        Phase("prior", _stamp(tmp_path / "a", 0.1, fail=True), "fails in the background", alongside=True),
+        Phase("collect", _stamp(tmp_path / "b", 1.0), "foreground"),
+        Phase("train", _stamp(tmp_path / "c", 0.0), "needs prior", needs=("prior",)),
+    ]
+    with pytest.raises(PhaseFailed, match="'prior' failed"):
+        run_phases(phases, tmp_path / "logs", tmp_path / "manifest.json", 10.0, stream=open("/dev/null", "w"))
+    assert not (tmp_path / "c").exists(), "a phase that needs a failed one must not start"
+    assert len(_times(tmp_path / "b")) == 1, "the foreground phase should have been stopped with the run"
