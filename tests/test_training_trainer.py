@@ -36,6 +36,8 @@ def _overrides(setup, out, *extra):
 def test_bad_configs_fail_before_compute(setup, tmp_path):
     with pytest.raises(ConfigError, match="strategy.name 'sparse' is unknown; allowed: full, lora"):
         load_config(None, _overrides(setup, tmp_path, "strategy.name=sparse"))
+    with pytest.raises(ConfigError, match="vqa.n_cards must be 0"):
+        load_config(None, _overrides(setup, tmp_path, "vqa.n_cards=1"))
     with pytest.raises(ConfigError, match="model.horizon=50 is longer than the longest episode"):
         prepare(load_config(None, _overrides(setup, tmp_path, "model.horizon=50")))
     with pytest.raises(ConfigError, match="stats_path .* does not exist"):
@@ -133,9 +135,14 @@ def test_vqa_cotraining_with_twin_questions(setup, tmp_path):
     questions = [s["question"] for s in samples]
     assert "which emoji is at the left?" in questions and "where is the cube?" in questions
     assert samples[2]["answer"] in ("left", "middle", "right") and samples[0]["image"].shape == (3, 32, 32)
+    # instruction grounding: one robot instruction per card, answered with where that card lies
+    grounded = generate_twin_vqa(7, image_size=32, seed=1, n_cards=2, layout_seed=2)
+    assert [s["answer"] for s in grounded[5:7]] == ["left", "right"]
+    left_name = grounded[0]["answer"]  # "which emoji is at the left?"
+    assert left_name in grounded[5]["question"] and left_name not in grounded[6]["question"]
     out = tmp_path / "vqa"
     train(load_config(None, _overrides(setup, out, "strategy.name=lora", "steps=4", "vqa.ratio=0.5",
-                                        "vqa.num_samples=10")))
+                                        "vqa.num_samples=10", "vqa.n_cards=2", "vqa.layout_seed=2")))
     rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert any("vqa_loss" in r for r in rows) and any("loss" in r for r in rows)
 

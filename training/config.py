@@ -98,6 +98,8 @@ class VQAConfig:
     num_samples: int = 256
     seed: int = 0
     robot: str = "widowx250"
+    n_cards: int = 0  # twin scenes: cards on the table (0: the twin's default)
+    layout_seed: int = -1  # twin scenes: fixed card/cube layout, as the robot data's (-1: random layouts)
 
 
 @dataclass
@@ -166,6 +168,8 @@ class TrainConfig:
             raise ConfigError(f"data.batch_size must be > 0, got {self.data.batch_size}")
         if not 0 <= self.vqa.ratio < 1:
             raise ConfigError(f"vqa.ratio must be in [0, 1), got {self.vqa.ratio}")
+        if self.vqa.n_cards < 0 or self.vqa.n_cards == 1:
+            raise ConfigError(f"vqa.n_cards must be 0 (the twin's default) or >= 2, got {self.vqa.n_cards}")
         if self.model.target == "discrete" and s.name == "head_only":
             raise ConfigError("strategy head_only trains nothing with model.target discrete (the LM predicts "
                               "the action tokens); pick lora, full or freeze_vision")

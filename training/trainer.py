@@ -370,7 +370,8 @@ def vqa_samples(cfg: TrainConfig, model_cfg: VLAConfig) -> list[dict] | None:
 
     if cfg.vqa.source == "twin":
         return generate_twin_vqa(cfg.vqa.num_samples, image_size=model_cfg.image_size, robot=cfg.vqa.robot,
-                                 seed=cfg.vqa.seed)
+                                 seed=cfg.vqa.seed, n_cards=cfg.vqa.n_cards or None,
+                                 layout_seed=None if cfg.vqa.layout_seed < 0 else cfg.vqa.layout_seed)
     return load_jsonl_vqa(cfg.vqa.source)
 
 

@@ -27,10 +27,21 @@ def _camera_x(twin, camera: str, xyz: np.ndarray) -> float:
     return float(p[0] / max(-p[2], 1e-6))
 
 
-def scene_questions(twin, camera: str) -> list[tuple[str, str]]:
-    """(question, answer) pairs for the twin's current scene, seen from `camera`."""
-    from sim.emoji import get_emoji
+def scene_questions(twin, camera: str, rng: np.random.Generator | None = None) -> list[tuple[str, str]]:
+    """(question, answer) pairs for the twin's current scene, seen from `camera`.
 
+    Besides what is on the table, each card gets an instruction-grounding pair: a robot
+    instruction naming it ("put the cube on the frog") answered with where that card lies
+    ("left"). Measured on the demo: a staged-LoRA policy whose backbone still answered "where
+    is the X?" 78-90 % right took the same card for every instruction (27 of 28 placements);
+    with these pairs in its co-training mixture it placed on both cards and recognised
+    67-78 %. The pairs ask the backbone to resolve the instruction's target in exactly the
+    prompt the action queries read.
+    """
+    from sim.emoji import TEMPLATES, get_emoji
+    from training.prior.synth import position_word
+
+    rng = rng or np.random.default_rng(0)
     info = twin.info()
     names = [get_emoji(c).name if c in _catalogue_ids() else str(c).replace("_", " ") for c in info["cards"]]
     xs = [_camera_x(twin, camera, [x, y, 0.0]) for x, y in info["card_xy"]]
@@ -38,12 +49,15 @@ def scene_questions(twin, camera: str) -> list[tuple[str, str]]:
     cube_x = _camera_x(twin, camera, [*info["cube_xy"], 0.0])
     where = "left" if cube_x < -0.15 else "right" if cube_x > 0.15 else "middle"
     nearest = int(np.argmin([np.hypot(x - info["cube_xy"][0], y - info["cube_xy"][1]) for x, y in info["card_xy"]]))
+    grounding = [(str(TEMPLATES[int(rng.integers(len(TEMPLATES)))]).format(name=names[j]), position_word(rank, len(names)))
+                 for rank, j in enumerate(order)]
     return [
         ("which emoji is at the left?", names[order[0]]),
         ("which emoji is at the right?", names[order[-1]]),
         ("where is the cube?", where),
         ("which emoji is nearest to the cube?", names[nearest]),
         ("how many cards are on the table?", NUMBER_WORDS[len(names)] if len(names) < 10 else str(len(names))),
+        *grounding,
     ]
 
 
@@ -54,8 +68,14 @@ def _catalogue_ids():
 
 
 def generate_twin_vqa(num_samples: int, image_size: int = 64, robot: str = "widowx250", seed: int = 0,
-                      camera: str = "third_person", split: str = "train") -> list[dict]:
-    """Render `num_samples` embodied VQA samples: {"image": uint8 (3,H,W), "question", "answer"}."""
+                      camera: str = "third_person", split: str = "train", n_cards: int | None = None,
+                      layout_seed: int | None = None) -> list[dict]:
+    """Render `num_samples` embodied VQA samples: {"image": uint8 (3,H,W), "question", "answer"}.
+
+    `split` picks the emojis on the cards: co-training keeps to train emojis, so the
+    validation ones reach the policy only through the prior. `n_cards` / `layout_seed`
+    match the scenes to the robot data (None: the twin's defaults, random layouts).
+    """
     os.environ.setdefault("MUJOCO_GL", "egl")
     from sim.config import TwinConfig
     from sim.twin import Twin
@@ -63,14 +83,16 @@ def generate_twin_vqa(num_samples: int, image_size: int = 64, robot: str = "wido
     from tqdm.auto import tqdm
 
     out: list[dict] = []
-    twin = Twin(TwinConfig(robot=robot, split=split, cameras=(camera,), image_size=(image_size, image_size)))
+    extra = {k: v for k, v in (("n_cards", n_cards), ("layout_seed", layout_seed)) if v is not None}
+    twin = Twin(TwinConfig(robot=robot, split=split, cameras=(camera,), image_size=(image_size, image_size), **extra))
+    rng = np.random.default_rng(seed)
     bar = tqdm(total=num_samples, desc="embodied VQA from the twin", unit="qa", disable=num_samples < 200)
     try:
         scene = 0
         while len(out) < num_samples:
             twin.reset(seed * 100_003 + scene)
             image = torch.from_numpy(np.ascontiguousarray(twin.render(camera))).permute(2, 0, 1).contiguous()
-            for question, answer in scene_questions(twin, camera):
+            for question, answer in scene_questions(twin, camera, rng):
                 if len(out) < num_samples:
                     out.append({"image": image, "question": question, "answer": answer})
                     bar.update(1)
