@@ -40,12 +40,15 @@ def _mentions(text, names):
 def test_every_phase_ran_with_its_own_command(demo_dir):
     manifest = json.loads((demo_dir / "demo_manifest.json").read_text())
     names = [p["name"] for p in manifest["phases"]]
-    assert names == ["collect_grinning_face", "collect_reach", "collect_push", "contact_sheet", "prior", "train",
-                     "eval_train", "eval_val", "report"]
+    assert names == ["prior", "collect_grinning_face", "collect_reach", "collect_push", "contact_sheet", "train",
+                     "eval_train", "eval_val", "report"]  # the prior trains alongside the collection
     assert all(p["returncode"] == 0 for p in manifest["phases"])
     commands = {p["name"]: p["command"] for p in manifest["phases"]}
     assert " collect " in commands["collect_grinning_face"] and "-m training.prior" in commands["prior"]
     assert "strategy.name=staged" in commands["train"] and " eval " in commands["eval_val"]
+    assert "vqa.ratio=0.25" in commands["train"] and "vqa.layout_seed=2" in commands["train"]
+    prior, train = (next(p for p in manifest["phases"] if p["name"] == n) for n in ("prior", "train"))
+    assert prior["returncode"] == 0 and train["seconds"] > 0
     page = (demo_dir / "report" / "index.html").read_text()
     for p in manifest["phases"]:
         assert p["command"].split()[-1] in page  # the exact commands are printed in the report

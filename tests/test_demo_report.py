@@ -57,6 +57,7 @@ def test_report_metrics_equal_the_eval_json(run_dir):
         else:
             assert row["rec_sr"] == pytest.approx(raw["rec_sr"])
         assert row["random_rec_sr"] == pytest.approx(0.5)  # two cards
+        assert (row["executed"], row["recognised"]) == (raw["executed"], raw["recognised"])
     # the expert replays the demonstrations: it must execute, so this is a real closed loop
     assert rows["train"]["exe_sr"] > 0
 
@@ -79,3 +80,23 @@ def test_read_eval_rejects_a_json_without_metrics(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(ValueError, match="exe_sr"):
         read_eval(tmp_path)
+
+
+def test_beating_random_needs_significance_not_just_a_higher_rate():
+    """9 of 15 (60 %) is above a 50 % random card, but a random picker gets there 30 % of the time."""
+    from vla_robot.demo.report import ReportInputs, chance_p_value, metrics_rows
+    from vla_robot.demo.sources import EvalSummary
+
+    assert chance_p_value(9, 15, 0.5) == pytest.approx(0.3036, abs=1e-4)
+    assert chance_p_value(16, 20, 0.5) == pytest.approx(0.0059, abs=1e-4)
+    assert chance_p_value(0, 4, 0.5) == pytest.approx(1.0)
+
+    def row(recognised, executed):
+        ev = EvalSummary(path=Path("x"), episodes=40, exe_sr=executed / 40, rec_sr=recognised / executed,
+                         overall_sr=recognised / 40, random_rec_sr=0.5, n_cards=2, executed=executed,
+                         recognised=recognised)
+        return metrics_rows(ReportInputs(run_dir=Path("x"), manifest={}, evals={"train": ev}, prior=None,
+                                         curves_png=None, contact_sheets=[]))[0]
+
+    assert not row(9, 15)["beats_random"]
+    assert row(16, 20)["beats_random"] and row(16, 20)["p_vs_random"] < 0.05

@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     for row in metrics:
         print(
             f"  {row['split']:5s} emojis: Exe. SR {_pct(row['exe_sr'])}  Rec. SR {_pct(row['rec_sr'])}  "
-            f"SR {_pct(row['overall_sr'])}  (random-card Rec. SR {_pct(row['random_rec_sr'])})",
+            f"SR {_pct(row['overall_sr'])}  (random-card Rec. SR {_pct(row['random_rec_sr'])}"
+            + ("" if row.get("p_vs_random") is None else
+               f"; {'beats it' if row['beats_random'] else 'not above it'}, p = {row['p_vs_random']:.2g}") + ")",
             file=sys.stderr,
         )
     return 0

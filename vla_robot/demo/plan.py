@@ -22,37 +22,45 @@ class DemoSettings:
     image_size: int = 64
     layout_seed: int = 2  # cards and cube at the same places every episode; -1: random layouts
     camera: str = "third_person"
-    grinning_face_episodes: int = 100
+    grinning_face_episodes: int = 300
     reach_episodes: int = 30
     push_episodes: int = 30
     prior_steps: int = 1500
     prior_vision_warmup: int = 400
+    prior_twin_focus: int = 3000
     prior_hidden: int = 64
     stage1_steps: int = 150
-    stage2_steps: int = 3000
+    stage2_steps: int = 6000
     batch_size: int = 16
     horizon: int = 8
     lora_rank: int = 16
     lr_head: float = 1e-3
     lr_backbone: float = 1e-3
-    eval_episodes: int = 40
+    vqa_ratio: float = 0.25  # embodied-VQA co-training batches (train emojis, the demo's layout); 0: off
+    vqa_samples: int = 4200
+    eval_merge: str = "ensemble"  # how the runtime merges overlapping chunks in the eval
+    eval_episodes: int = 100
     eval_videos: int = 4
     max_steps: int = 120
     collect_speed: float = 20.0
     seed: int = 0
-    expected_minutes: float = 8.0
+    expected_minutes: float = 14.0
 
     def __post_init__(self) -> None:
         positive = ("n_cards", "image_size", "grinning_face_episodes", "stage2_steps", "batch_size", "horizon",
                     "eval_episodes", "max_steps", "prior_hidden")
         bad = [k for k in positive if getattr(self, k) <= 0]
-        bad += [k for k in ("reach_episodes", "push_episodes", "prior_steps", "prior_vision_warmup", "stage1_steps",
-                            "eval_videos")
+        bad += [k for k in ("reach_episodes", "push_episodes", "prior_steps", "prior_vision_warmup", "prior_twin_focus",
+                            "stage1_steps", "eval_videos")
                 if getattr(self, k) < 0]
         if bad:
             raise ValueError(f"demo settings {bad} must be positive (>= 0 for episode/step counts that may be skipped)")
         if self.image_size % 4:
             raise ValueError(f"image_size={self.image_size} must be a multiple of 4 (the tiny VLM uses 4x4 patches)")
+        if not 0 <= self.vqa_ratio < 1:
+            raise ValueError(f"vqa_ratio={self.vqa_ratio} must be in [0, 1)")
+        if self.eval_merge not in ("latest", "weighted", "ensemble"):
+            raise ValueError(f"eval_merge={self.eval_merge!r}; allowed: latest, weighted, ensemble")
         if self.n_cards < 2:
             raise ValueError("n_cards must be >= 2: with one card there is nothing to recognise")
 
@@ -63,9 +71,9 @@ class DemoSettings:
 FULL = DemoSettings()
 QUICK = DemoSettings(
     image_size=32, grinning_face_episodes=4, reach_episodes=2, push_episodes=2, prior_steps=20, prior_vision_warmup=10,
-    prior_hidden=32,
+    prior_twin_focus=10, prior_hidden=32,
     stage1_steps=4, stage2_steps=8, batch_size=4, horizon=4, lora_rank=4, eval_episodes=2, eval_videos=2,
-    max_steps=40, collect_speed=4.0, expected_minutes=3.0,
+    max_steps=40, collect_speed=4.0, vqa_samples=14, expected_minutes=3.0,
 )
 
 
@@ -111,6 +119,22 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
     py = sys.executable
     phases: list[Phase] = []
     tasks = [("grinning_face", s.grinning_face_episodes), ("reach", s.reach_episodes), ("push", s.push_episodes)]
+    phases.append(
+        Phase(
+            name="prior",
+            argv=[py, "-m", "training.prior", "--out", str(p.prior), "--image-size", str(s.image_size),
+                  "--hidden-size", str(s.prior_hidden), "--steps", str(s.prior_steps),
+                  "--vision-warmup-steps", str(s.prior_vision_warmup), "--twin-focus-steps", str(s.prior_twin_focus),
+                  "--seed", str(s.seed), "--threads", "1",
+                  "--twin-cards", str(s.n_cards), "--twin-layout-seed", str(s.layout_seed),
+                  *(["--twin-scenes", "20", "--probe-per-emoji", "1"] if s.prior_steps < 100 else [])],
+            description="VLM prior: tiny PaliGemma pretrained on synthetic emoji VQA over all emojis (train + val); "
+            "runs on one core beside the collection, which is pinned to the other",
+            weight=0.3 + s.prior_vision_warmup / 2400 + s.prior_steps / 480 + s.prior_twin_focus / 1200,
+            outputs=[str(p.prior)],
+            alongside=True,
+        )
+    )
     for task, n in tasks:
         if n <= 0:
             continue
@@ -138,25 +162,13 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             outputs=[str(p.data / "view_grinning_face")],
         )
     )
-    if s.prior_steps >= 0:
-        phases.append(
-            Phase(
-                name="prior",
-                argv=[py, "-m", "training.prior", "--out", str(p.prior), "--image-size", str(s.image_size),
-                      "--hidden-size", str(s.prior_hidden), "--steps", str(s.prior_steps),
-                      "--vision-warmup-steps", str(s.prior_vision_warmup), "--seed", str(s.seed),
-                      "--twin-cards", str(s.n_cards), "--twin-layout-seed", str(s.layout_seed),
-                      *(["--twin-scenes", "20", "--probe-per-emoji", "1"] if s.prior_steps < 100 else [])],
-                description="VLM prior: tiny PaliGemma pretrained on synthetic emoji VQA over all emojis (train + val)",
-                weight=0.3 + s.prior_vision_warmup / 2400 + s.prior_steps / 480,
-                outputs=[str(p.prior)],
-            )
-        )
     stage1 = [f"{p.store(t)}" for t, n in tasks[1:] if n > 0]
     strategy = ["strategy.name=staged", f"strategy.stage1.steps={s.stage1_steps}",
                 f"strategy.stage1.stores=[{','.join(stage1)}]", f"strategy.stage1.lora.rank={s.lora_rank}",
                 f"strategy.lora.rank={s.lora_rank}"] if stage1 and s.stage1_steps > 0 else \
         ["strategy.name=lora", f"strategy.lora.rank={s.lora_rank}"]
+    vqa = [f"vqa.ratio={s.vqa_ratio}", "vqa.source=twin", f"vqa.num_samples={s.vqa_samples}", f"vqa.robot={s.robot}",
+           f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}"] if s.vqa_ratio > 0 else []
     phases.append(
         Phase(
             name="train",
@@ -164,10 +176,12 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                   f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={p.prior}",
                   f"model.image_size={s.image_size}", f"model.horizon={s.horizon}", *strategy,
                   f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
-                  f"steps={s.stage2_steps}", f"seed={s.seed}", f"out_dir={p.train}"],
-            description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement",
+                  f"steps={s.stage2_steps}", f"seed={s.seed}", *vqa, f"out_dir={p.train}"],
+            description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement"
+            + (f"; {s.vqa_ratio:.0%} of batches embodied VQA from the twin (train emojis)" if vqa else ""),
             weight=0.3 + (s.stage1_steps + s.stage2_steps) / 2400,
             outputs=[str(p.train)],
+            needs=("prior",),
         )
     )
     bundle = bundle_override or p.bundle
@@ -178,6 +192,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 argv=[_exe("vla-robot"), "eval", "--policy", str(bundle), "--robot", "sim" if s.robot == "widowx250" else f"sim:{s.robot}", "--split", split,
                       "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s), "--image-size", str(s.image_size),
                       str(s.image_size), "--max-steps", str(s.max_steps), "--videos", str(s.eval_videos),
+                      "--merge", s.eval_merge,
                       "--seed", str(100_000 + s.seed), "--out", str(p.eval(split)), "--quiet"],
                 description=f"closed-loop evaluation on {split} emojis ({s.eval_episodes} episodes)",
                 weight=0.1 + s.eval_episodes / 160,

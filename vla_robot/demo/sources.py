@@ -26,6 +26,8 @@ class EvalSummary:
     overall_sr: float | None
     random_rec_sr: float | None
     n_cards: int | None
+    executed: int | None = None
+    recognised: int | None = None
     episode_list: list[dict] = field(default_factory=list)
     summary_png: Path | None = None
     raw: dict = field(default_factory=dict)
@@ -36,6 +38,10 @@ def _num(value) -> float | None:
         return None
     value = float(value)
     return None if math.isnan(value) else value
+
+
+def _count(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def _find_summary(data: dict, split: str | None = None) -> dict | None:
@@ -121,6 +127,8 @@ def read_eval(eval_dir: Path, split: str | None = None) -> EvalSummary | None:
         overall_sr=_num(summary.get("sr", summary.get("overall_sr", summary.get("success_rate")))),
         random_rec_sr=_num(baseline),
         n_cards=int(n_cards) if n_cards else None,
+        executed=_count(summary.get("executed")),
+        recognised=_count(summary.get("recognised")),
         episode_list=eps,
         summary_png=png,
         raw=data,

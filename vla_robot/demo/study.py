@@ -39,7 +39,8 @@ def _strategy(arm: str, s: DemoSettings, data: Paths, vqa_ratio: float) -> list[
     if arm in ("full", "no_prior"):
         return ["strategy.name=full"]
     if arm == "cotrain":
-        return ["strategy.name=full", f"vqa.ratio={vqa_ratio}", "vqa.source=twin", f"vqa.robot={s.robot}"]
+        return ["strategy.name=full", f"vqa.ratio={vqa_ratio}", "vqa.source=twin", f"vqa.robot={s.robot}",
+                f"vqa.num_samples={s.vqa_samples}", f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}"]
     if arm == "staged":
         stores = [str(data.store(t)) for t in ("reach", "push")]
         return ["strategy.name=staged", f"strategy.stage1.steps={max(s.stage1_steps, 1)}",
@@ -71,7 +72,8 @@ def arm_phases(arm: str, seed: int, s: DemoSettings, out: Path, data: Paths, vqa
             f"eval_{split}_{tag}",
             [_exe("vla-robot"), "eval", "--policy", str(d / "train" / "bundle"), "--robot", "sim", "--split", split,
              "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s), "--image-size", str(s.image_size),
-             str(s.image_size), "--max-steps", str(s.max_steps), "--videos", "0", "--seed", str(100_000),
+             str(s.image_size), "--max-steps", str(s.max_steps), "--videos", "0", "--merge", s.eval_merge,
+             "--seed", str(100_000),
              "--out", str(d / "eval" / split), "--quiet"],
             f"closed-loop eval of {tag} on {split} emojis", 0.3 + 0.05 * s.eval_episodes,
         ))
