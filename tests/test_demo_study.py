@@ -34,7 +34,8 @@ def _fake_run(root, arm, seed, train_rec, val_rec, probe_val):
         (d / "eval" / split).mkdir(parents=True)
         metrics = {"episodes": 10, "exe_sr": 0.8, "rec_sr": rec, "sr": 0.8 * rec}
         (d / "eval" / split / "report.json").write_text(json.dumps({"metrics": {split: metrics}, "eval": {"n_cards": 2}}))
-    probe = {"identify_train": 0.5, "identify_val": probe_val, "where_train": 0.5, "where_val": 0.5}
+    probe = {"identify_train": 0.5, "identify_val": probe_val, "where_train": 0.5, "where_val": 0.5,
+             "twin_where_val": 0.9}
     (d / "probe.json").write_text(json.dumps(probe))
 
 
@@ -50,6 +51,6 @@ def test_table_averages_seeds_from_the_files(tmp_path):
     assert rows["full"]["val_sr"] == pytest.approx(0.32)
     paths = write_outputs(list(rows.values()), tmp_path, n_cards=2)
     table = paths["table"].read_text()
-    assert "| lora | 2 | 80 | 70 ± 14 |" in table
+    assert "| lora | 2 | 80 | 70 ± 14 |" in table and table.splitlines()[2].endswith("| 50 | 90 |")
     assert paths["plot"].stat().st_size > 1000
     assert json.loads(paths["json"].read_text())["random_rec_sr"] == 0.5

@@ -32,11 +32,12 @@ def scene_questions(twin, camera: str, rng: np.random.Generator | None = None) -
 
     Besides what is on the table, each card gets an instruction-grounding pair: a robot
     instruction naming it ("put the cube on the frog") answered with where that card lies
-    ("left"). Measured on the demo: a staged-LoRA policy whose backbone still answered "where
-    is the X?" 78-90 % right took the same card for every instruction (27 of 28 placements);
-    with these pairs in its co-training mixture it placed on both cards and recognised
-    67-78 %. The pairs ask the backbone to resolve the instruction's target in exactly the
-    prompt the action queries read.
+    ("left"). They ask the backbone to resolve the instruction's target in exactly the prompt
+    the action queries read. Measured on the demo: a staged-LoRA policy whose backbone still
+    answered "where is the X?" 78-90 % right took the same card for every instruction (27 of
+    28 placements). Co-trained on these pairs alone, policies placed on both cards (Rec. SR
+    67 % / 78 % in one run) but executed less the larger their share; in this mixture (2 of 7
+    questions) the demo's policy executes, and still favours one card (docs/demo.md).
     """
     from sim.emoji import TEMPLATES, get_emoji
     from training.prior.synth import position_word

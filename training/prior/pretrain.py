@@ -54,7 +54,7 @@ class PriorConfig:
     twin_weight: float = 0.4
     twin_cards: int = 2
     twin_layout_seed: int = -1
-    twin_focus_steps: int = 2000  # after `steps`: mostly twin questions ("which is on the left?", "where is X?")
+    twin_focus_steps: int = 3000  # after `steps`: mostly twin questions ("which is on the left?", "where is X?")
     twin_focus_weight: float = 0.85  # share of twin questions then; the rest is "which emoji is this?"
     seed: int = 0
     probe_every: int = 0

@@ -283,10 +283,14 @@ def render_html(inputs: ReportInputs, assets: Path) -> str:
 
 
 def render_markdown(inputs: ReportInputs) -> str:
-    lines = ["# vla-robot demo report", "", "| emoji split | episodes | Exe. SR | Rec. SR | overall SR | random-card Rec. SR |", "|---|---|---|---|---|---|"]
+    lines = ["# vla-robot demo report", "",
+             "| emoji split | episodes | Exe. SR | Rec. SR | overall SR | random-card Rec. SR | beats random (p) |",
+             "|---|---|---|---|---|---|---|"]
     for r in metrics_rows(inputs):
+        verdict = ("yes" if r["beats_random"] else "no") + ("" if r["p_vs_random"] is None else f" ({r['p_vs_random']:.2g})")
         lines.append(
-            f"| {r['split']} | {r['episodes']} | {_pct(r['exe_sr'])} | {_pct(r['rec_sr'])} | {_pct(r['overall_sr'])} | {_pct(r['random_rec_sr'])} |"
+            f"| {r['split']} | {r['episodes']} | {_pct(r['exe_sr'])} | {_pct(r['rec_sr'])} | {_pct(r['overall_sr'])} "
+            f"| {_pct(r['random_rec_sr'])} | {verdict} |"
         )
     if inputs.curves_png:
         lines += ["", "![training curves](assets/training_curves.png)"]

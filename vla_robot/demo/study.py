@@ -94,7 +94,7 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 METRICS = ("train_exe_sr", "train_rec_sr", "train_sr", "val_exe_sr", "val_rec_sr", "val_sr",
-           "probe_identify_val", "probe_where_val", "probe_identify_train")
+           "probe_identify_val", "probe_where_val", "probe_twin_where_val", "probe_identify_train")
 
 
 def summarise_study(out: Path) -> list[dict]:
@@ -111,6 +111,7 @@ def summarise_study(out: Path) -> list[dict]:
         if (d / "probe.json").exists():
             probe = json.loads((d / "probe.json").read_text())
             rec.update({f"probe_{k}": probe[k] for k in ("identify_train", "identify_val", "where_train", "where_val")})
+            rec["probe_twin_where_val"] = probe.get("twin_where_val")  # absent in probes run without twin scenes
         per_arm.setdefault(arm, []).append(rec)
     rows = []
     for arm in [a for a in ARMS if a in per_arm]:
@@ -133,11 +134,12 @@ def write_outputs(rows: list[dict], out: Path, n_cards: int) -> dict[str, Path]:
     paths = {"json": out / "study_results.json", "table": out / "study_table.md", "plot": out / "study_plot.png"}
     paths["json"].write_text(json.dumps({"n_cards": n_cards, "random_rec_sr": 1 / n_cards, "rows": rows}, indent=2))
     head = ("| arm | seeds | train Exe. SR | train Rec. SR | train SR | val Exe. SR | val Rec. SR | val SR | "
-            "probe: identify val | probe: where val |")
-    lines = [head, "|---" * 10 + "|"]
+            "probe: identify val | probe: where val | probe: twin where val |")
+    lines = [head, "|---" * 11 + "|"]
     for r in rows:
         cells = [_fmt(r[k], r[f"{k}_std"]) for k in ("train_exe_sr", "train_rec_sr", "train_sr", "val_exe_sr",
-                                                     "val_rec_sr", "val_sr", "probe_identify_val", "probe_where_val")]
+                                                     "val_rec_sr", "val_sr", "probe_identify_val", "probe_where_val",
+                                                     "probe_twin_where_val")]
         lines.append(f"| {r['arm']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Percent, mean ± std over seeds. Random-card Rec. SR = {100 / n_cards:.0f}%. "
