@@ -219,6 +219,14 @@ class Twin:
             fx = fy = (h / 2) / np.tan(np.radians(self.model.cam_fovy[cam]) / 2)
         return CameraIntrinsics(width=w, height=h, fx=float(fx), fy=float(fy), cx=(w - 1) / 2, cy=(h - 1) / 2)
 
+    def image_x(self, camera_name: str, xyz) -> float:
+        """Horizontal image-plane coordinate of a world point seen from ``camera_name``
+        (tangent of its bearing; negative = left of the image centre)."""
+        cam = self.model.camera(camera_name).id
+        rot = self.data.cam_xmat[cam].reshape(3, 3)
+        p = rot.T @ (np.asarray(xyz, dtype=np.float64) - self.data.cam_xpos[cam])
+        return float(p[0] / max(-p[2], 1e-6))
+
     # ----------------------------------------------------------------- metrics
     def cube_contacts_robot(self) -> bool:
         d, m = self.data, self.model

@@ -18,15 +18,6 @@ from torch.utils.data import Dataset
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def _camera_x(twin, camera: str, xyz: np.ndarray) -> float:
-    """Horizontal image coordinate in [-1, 1]-ish (negative = image left) of a world point."""
-    cam = twin.model.camera(camera).id
-    pos = twin.data.cam_xpos[cam]
-    rot = twin.data.cam_xmat[cam].reshape(3, 3)
-    p = rot.T @ (np.asarray(xyz, dtype=np.float64) - pos)
-    return float(p[0] / max(-p[2], 1e-6))
-
-
 def scene_questions(twin, camera: str, rng: np.random.Generator | None = None) -> list[tuple[str, str]]:
     """(question, answer) pairs for the twin's current scene, seen from `camera`.
 
@@ -45,9 +36,9 @@ def scene_questions(twin, camera: str, rng: np.random.Generator | None = None) -
     rng = rng or np.random.default_rng(0)
     info = twin.info()
     names = [get_emoji(c).name if c in _catalogue_ids() else str(c).replace("_", " ") for c in info["cards"]]
-    xs = [_camera_x(twin, camera, [x, y, 0.0]) for x, y in info["card_xy"]]
+    xs = [twin.image_x(camera, [x, y, 0.0]) for x, y in info["card_xy"]]
     order = np.argsort(xs)
-    cube_x = _camera_x(twin, camera, [*info["cube_xy"], 0.0])
+    cube_x = twin.image_x(camera, [*info["cube_xy"], 0.0])
     where = "left" if cube_x < -0.15 else "right" if cube_x > 0.15 else "middle"
     nearest = int(np.argmin([np.hypot(x - info["cube_xy"][0], y - info["cube_xy"][1]) for x, y in info["card_xy"]]))
     grounding = [(str(TEMPLATES[int(rng.integers(len(TEMPLATES)))]).format(name=names[j]), position_word(rank, len(names)))

@@ -18,14 +18,6 @@ from sim import emoji as emoji_catalogue
 from training.prior.synth import VLSample, position_word
 
 
-def _image_x(twin, camera: str, xyz) -> float:
-    """Horizontal image coordinate (negative = left) of a world point seen from ``camera``."""
-    cam = twin.model.camera(camera).id
-    rot = twin.data.cam_xmat[cam].reshape(3, 3)
-    p = rot.T @ (np.asarray(xyz, float) - twin.data.cam_xpos[cam])
-    return float(p[0] / max(-p[2], 1e-6))
-
-
 @dataclass(frozen=True)
 class TwinScene:
     """A twin render and its cards, ordered left to right; ``image_xs`` < 0 lie left of centre."""
@@ -49,7 +41,7 @@ def render_twin_scenes(
         try:
             for i in range(n_per_split):
                 info = twin.reset(seed * 1_000_003 + i + (0 if split == "train" else 500_000))
-                xs = [_image_x(twin, camera, [x, y, 0.0]) for x, y in info["card_xy"]]
+                xs = [twin.image_x(camera, [x, y, 0.0]) for x, y in info["card_xy"]]
                 ranks = np.argsort(xs)
                 scenes.append(TwinScene(Image.fromarray(twin.render(camera)), [info["cards"][j] for j in ranks],
                                         [xs[j] for j in ranks]))

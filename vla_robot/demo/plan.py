@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vla_robot.demo.runner import Phase
+from vla_robot.policy.config import MERGE_MODES
 
 
 @dataclass
@@ -59,8 +60,8 @@ class DemoSettings:
             raise ValueError(f"image_size={self.image_size} must be a multiple of 4 (the tiny VLM uses 4x4 patches)")
         if not 0 <= self.vqa_ratio < 1:
             raise ValueError(f"vqa_ratio={self.vqa_ratio} must be in [0, 1)")
-        if self.eval_merge not in ("latest", "weighted", "ensemble"):
-            raise ValueError(f"eval_merge={self.eval_merge!r}; allowed: latest, weighted, ensemble")
+        if self.eval_merge not in MERGE_MODES:
+            raise ValueError(f"eval_merge={self.eval_merge!r}; allowed: {', '.join(MERGE_MODES)}")
         if self.n_cards < 2:
             raise ValueError("n_cards must be >= 2: with one card there is nothing to recognise")
 
@@ -79,6 +80,13 @@ QUICK = DemoSettings(
 
 def _layout(s: DemoSettings) -> list[str]:
     return [] if s.layout_seed < 0 else ["--layout-seed", str(s.layout_seed)]
+
+
+def twin_vqa_overrides(s: DemoSettings, ratio: float) -> list[str]:
+    """`vla-train` overrides for co-training on twin VQA that matches the demo's robot data
+    (robot, card count, layout; train emojis, the generator's default split)."""
+    return [f"vqa.ratio={ratio}", "vqa.source=twin", f"vqa.num_samples={s.vqa_samples}", f"vqa.robot={s.robot}",
+            f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}"]
 
 
 def _exe(name: str) -> str:
@@ -167,8 +175,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 f"strategy.stage1.stores=[{','.join(stage1)}]", f"strategy.stage1.lora.rank={s.lora_rank}",
                 f"strategy.lora.rank={s.lora_rank}"] if stage1 and s.stage1_steps > 0 else \
         ["strategy.name=lora", f"strategy.lora.rank={s.lora_rank}"]
-    vqa = [f"vqa.ratio={s.vqa_ratio}", "vqa.source=twin", f"vqa.num_samples={s.vqa_samples}", f"vqa.robot={s.robot}",
-           f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}"] if s.vqa_ratio > 0 else []
+    vqa = twin_vqa_overrides(s, s.vqa_ratio) if s.vqa_ratio > 0 else []
     phases.append(
         Phase(
             name="train",

@@ -8,7 +8,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from vla_robot.demo.plan import DemoSettings, Paths, _exe, _layout
+from vla_robot.demo.plan import DemoSettings, Paths, _exe, _layout, twin_vqa_overrides
 from vla_robot.demo.runner import Phase
 from vla_robot.demo.sources import read_eval
 
@@ -39,8 +39,7 @@ def _strategy(arm: str, s: DemoSettings, data: Paths, vqa_ratio: float) -> list[
     if arm in ("full", "no_prior"):
         return ["strategy.name=full"]
     if arm == "cotrain":
-        return ["strategy.name=full", f"vqa.ratio={vqa_ratio}", "vqa.source=twin", f"vqa.robot={s.robot}",
-                f"vqa.num_samples={s.vqa_samples}", f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}"]
+        return ["strategy.name=full", *twin_vqa_overrides(s, vqa_ratio)]
     if arm == "staged":
         stores = [str(data.store(t)) for t in ("reach", "push")]
         return ["strategy.name=staged", f"strategy.stage1.steps={max(s.stage1_steps, 1)}",
