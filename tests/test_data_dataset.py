@@ -35,6 +35,8 @@ def test_sample_shapes_padding_and_mask(stores: list[str]) -> None:
     np.testing.assert_array_equal(s["action"][:, 0].numpy(), [8.5, 9.5, 10.5, 11.5, 12.5] + [12.5] * 5)
     assert s["action_is_pad"].tolist() == [False] * 5 + [True] * 5
     assert s["task_id"] == 0 and s["emoji_id"] == "😀" and s["success"] is True
+    assert s["goal_state"][0] == 12  # the state of the episode's last frame, whatever the frame
+    assert torch.equal(ds[0]["goal_state"], s["goal_state"]) and ds[13]["goal_state"][0] == 1006  # episode 1: 1000 + frame 6
     full = VLADataset(stores[0], cameras=["front"], image_size=None, horizon=1, split="all")[13 + 3]
     assert full["images"]["front"].shape == (3, 48, 64) and full["episode_index"] == 1
     assert abs(int(full["images"]["front"][0, 2, 2]) - marker(1, 3)) <= 4  # the exact frame, CHW

@@ -47,6 +47,8 @@ def test_every_phase_ran_with_its_own_command(demo_dir):
     assert " collect " in commands["collect_grinning_face"] and "-m training.prior" in commands["prior"]
     assert "strategy.name=staged" in commands["train"] and " eval " in commands["eval_val"]
     assert "vqa.ratio=0.25" in commands["train"] and "vqa.layout_seed=2" in commands["train"]
+    assert "vqa.questions=grounding" in commands["train"] and "model.goal_loss_weight=1.0" in commands["train"]
+    assert all("--request-threshold 0.0" in commands[f"eval_{split}"] for split in ("train", "val"))
     prior, train = (next(p for p in manifest["phases"] if p["name"] == n) for n in ("prior", "train"))
     assert prior["returncode"] == 0 and train["seconds"] > 0
     page = (demo_dir / "report" / "index.html").read_text()

@@ -22,6 +22,10 @@ def test_each_arm_trains_with_its_strategy(tmp_path):
         backbone = str(tmp_path / "study" / "no_prior") if arm == "no_prior" else str(data.prior)
         assert f"model.backbone={backbone}" in train
         assert "grinning_face_train.zarr" in train
+        assert f"model.goal_loss_weight={QUICK.goal_loss_weight}" in train  # every arm shares the demo's head
+        assert "--request-threshold" in phases[1].command  # and its eval runtime
+    cotrain = arm_phases("cotrain", 0, QUICK, tmp_path / "study", data)[0].command
+    assert "vqa.questions=all" in cotrain  # the study's co-training arm keeps the whole twin VQA mixture
     staged = arm_phases("staged", 0, QUICK, tmp_path / "study", data)[0].command
     assert "reach_train.zarr" in staged and "push_train.zarr" in staged
     with pytest.raises(ValueError, match="unknown study arm"):
@@ -54,3 +58,14 @@ def test_table_averages_seeds_from_the_files(tmp_path):
     assert "| lora | 2 | 80 | 70 ± 14 |" in table and table.splitlines()[2].endswith("| 50 | 90 |")
     assert paths["plot"].stat().st_size > 1000
     assert json.loads(paths["json"].read_text())["random_rec_sr"] == 0.5
+
+
+def test_demo_settings_name_the_bad_value():
+    from vla_robot.demo.plan import DemoSettings
+
+    with pytest.raises(ValueError, match="eval_request_threshold=1.5 must be in"):
+        DemoSettings(eval_request_threshold=1.5)
+    with pytest.raises(ValueError, match="goal_loss_weight=-1 must be >= 0"):
+        DemoSettings(goal_loss_weight=-1)
+    with pytest.raises(ValueError, match="eval_merge='mean'"):
+        DemoSettings(eval_merge="mean")

@@ -11,6 +11,7 @@ from models_fixtures import A, H, S, robot_batch, tiny_vla, toy_stats
 from vla_robot.models.bundle import load_bundle, save_bundle
 from vla_robot.models.config import VLAConfig
 from vla_robot.models.normalization import Normalizer
+from vla_robot.models.vla import VLAModel
 from vla_robot.models.tiny import FAMILIES, make_tiny_backbone
 
 
@@ -93,6 +94,48 @@ def test_config_rejects_unknown_family_and_target():
         VLAConfig(family="llava", backbone="x", action_dim=7, horizon=4)
     with pytest.raises(ValueError, match="continuous, discrete"):
         VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, target="diffusion")
+
+
+def test_goal_prediction_trains_feeds_the_chunk_and_round_trips(backbones, tmp_path):
+    """The predicted goal trains the queries, fits the final state, feeds the chunk, and bundles carry it."""
+    cfg = tiny_vla(backbones["paligemma"], "paligemma").config
+    cfg.goal_loss_weight = 1.0
+    torch.manual_seed(0)
+    model = VLAModel.from_pretrained_backbone(cfg, toy_stats())
+    batch = robot_batch(model)
+    batch["goal_state"] = torch.tensor([[1.0] * S, [-1.0] * S])
+    out = model.compute_loss(batch)
+    assert set(out) == {"loss", "arm_loss", "gripper_loss", "goal_loss"}
+    assert torch.allclose(out["loss"], out["arm_loss"] + out["gripper_loss"] + out["goal_loss"])
+    out["goal_loss"].backward()
+    assert model.action_queries.grad.abs().sum() > 0 and model.head.goal.net[1].weight.grad.abs().sum() > 0
+    optim = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = float(out["goal_loss"])
+    for _ in range(30):
+        optim.zero_grad()
+        model.compute_loss(batch)["goal_loss"].backward()
+        optim.step()
+    assert float(model.compute_loss(batch)["goal_loss"]) < 0.1 * first
+    model.eval()
+    chunk = model.predict_action(batch["images"], batch["instructions"], batch["state"])
+    path = save_bundle(model, tmp_path / "bundle", action_space={"type": "joint_position"}, provenance={})
+    loaded, _ = load_bundle(path)
+    assert torch.allclose(loaded.predict_action(batch["images"], batch["instructions"], batch["state"]), chunk, atol=1e-5)
+    with torch.no_grad():  # the chunk is conditioned on the predicted goal, in the runtime's decoder too
+        loaded.head.goal.net[1].bias.add_(3.0)
+        hidden = loaded.encode(batch["images"], batch["instructions"])
+        moved = loaded.decoder(hidden, batch["state"])
+    assert torch.allclose(loaded.predict_action(batch["images"], batch["instructions"], batch["state"]), moved)
+    assert not torch.allclose(moved, chunk, atol=1e-3)
+    with pytest.raises(ValueError, match="no goal_state"):
+        model.compute_loss({k: v for k, v in batch.items() if k != "goal_state"})
+
+
+def test_goal_prediction_config_is_checked():
+    with pytest.raises(ValueError, match="goal_loss_weight must be >= 0"):
+        VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, state_dim=7, goal_loss_weight=-1)
+    with pytest.raises(ValueError, match="needs the continuous target and proprioception"):
+        VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, state_dim=0, goal_loss_weight=1)
 
 
 @pytest.mark.parametrize("family,merge", [("paligemma", True), ("qwen2_vl", False), ("idefics3", True)])

@@ -47,6 +47,10 @@ def test_bad_configs_fail_before_compute(setup, tmp_path):
         prepare(load_config(None, _overrides(setup, tmp_path, f"data.stats_path={tmp_path}/bad_stats.json")))
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(None, _overrides(setup, tmp_path, "optim.learning_rate=1"))
+    with pytest.raises(ConfigError, match="goal_loss_weight must be >= 0"):
+        load_config(None, _overrides(setup, tmp_path, "model.goal_loss_weight=-0.5"))
+    with pytest.raises(ConfigError, match="goal_loss_weight > 0 needs .* model.use_proprio true"):
+        load_config(None, _overrides(setup, tmp_path, "model.goal_loss_weight=1", "model.use_proprio=false"))
     with pytest.raises(ConfigError, match="nope_proj.*match no Linear module"):
         train(load_config(None, _overrides(setup, tmp_path / "x", "strategy.lora.target_modules=[nope_proj]")))
     assert not (tmp_path / "x" / "checkpoints").exists()
@@ -81,7 +85,7 @@ def test_resume_continues_with_the_same_losses(setup, tmp_path):
 
 def test_staged_pipeline_end_to_end_and_bundle_reload(setup, tmp_path):
     out = tmp_path / "staged"
-    cfg = load_config(None, _overrides(setup, out, "strategy.name=staged", "steps=3",
+    cfg = load_config(None, _overrides(setup, out, "strategy.name=staged", "steps=3", "model.goal_loss_weight=0.5",
                                         f"strategy.stage1.stores=[{setup['pretrain']}:0.7,{setup['store']}:0.3]",
                                         "strategy.stage1.steps=3", "strategy.stage1.lora.rank=4",
                                         "strategy.stage1.lora.target_modules=[q_proj,v_proj]"))
@@ -91,12 +95,15 @@ def test_staged_pipeline_end_to_end_and_bundle_reload(setup, tmp_path):
     assert (out / "curves.png").stat().st_size > 1000
     model, info = load_bundle(bundle)
     assert set(info.provenance["final_metrics"]) == {"stage1", "stage2"}
+    assert all(m["goal_loss"] > 0 for m in info.provenance["final_metrics"].values())  # the goal prediction trained
+    assert model.head.goal is not None
     # re-running resumes both finished stages from their checkpoints instead of training again
     stamp = (out / "stage2" / "history.jsonl").read_text()
     model_again, _ = load_bundle(train(cfg))
     assert (out / "stage2" / "history.jsonl").read_text() == stamp
     # stage 2 restarted from the stage-1 checkpoint gives the same bundle outputs
     cfg2 = load_config(None, _overrides(setup, tmp_path / "from_ckpt", "strategy.name=staged", "steps=3",
+                                         "model.goal_loss_weight=0.5",
                                          f"strategy.stage1.checkpoint={out}/stage1/checkpoints/step_0000003",
                                          "strategy.stage1.lora.rank=4",
                                          "strategy.stage1.lora.target_modules=[q_proj,v_proj]"))
@@ -140,9 +147,20 @@ def test_vqa_cotraining_with_twin_questions(setup, tmp_path):
     assert [s["answer"] for s in grounded[5:7]] == ["left", "right"]
     left_name = grounded[0]["answer"]  # "which emoji is at the left?"
     assert left_name in grounded[5]["question"] and left_name not in grounded[6]["question"]
+    # the grounding set alone: the same pairs for the same scenes, and nothing else
+    only = generate_twin_vqa(2, image_size=32, seed=1, n_cards=2, layout_seed=2, questions="grounding")
+    assert [(q["question"], q["answer"]) for q in only] == [(g["question"], g["answer"]) for g in grounded[5:7]]
+    assert torch.equal(only[0]["image"], grounded[5]["image"])
+    scene = generate_twin_vqa(5, image_size=32, seed=1, n_cards=2, layout_seed=2, questions="scene")
+    assert [q["question"] for q in scene] == [g["question"] for g in grounded[:5]]
+    with pytest.raises(ValueError, match="questions='nouns'; allowed: all, scene, grounding"):
+        generate_twin_vqa(2, image_size=32, questions="nouns")
+    with pytest.raises(ConfigError, match="vqa.questions 'nouns' is unknown; allowed: all, scene, grounding"):
+        load_config(None, _overrides(setup, tmp_path, "vqa.questions=nouns"))
     out = tmp_path / "vqa"
     train(load_config(None, _overrides(setup, out, "strategy.name=lora", "steps=4", "vqa.ratio=0.5",
-                                        "vqa.num_samples=10", "vqa.n_cards=2", "vqa.layout_seed=2")))
+                                        "vqa.num_samples=10", "vqa.n_cards=2", "vqa.layout_seed=2",
+                                        "vqa.questions=grounding")))
     rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert any("vqa_loss" in r for r in rows) and any("loss" in r for r in rows)
 

@@ -17,6 +17,7 @@ import yaml
 
 from vla_robot.config_utils import unknown_fields
 
+VQA_QUESTION_SETS = ("all", "scene", "grounding")  # kinds of twin VQA pairs (training/vqa.py scene_questions)
 STRATEGIES = ("full", "lora", "freeze_vision", "freeze_llm", "head_only", "staged")
 PRECISIONS = ("fp32", "bf16")
 LORA_PARTS = ("llm", "vision")
@@ -60,6 +61,7 @@ class ModelSection:
     use_proprio: bool = True
     gripper_dims: list[int] | None = None  # None: action names containing "gripper"
     num_bins: int = 256
+    goal_loss_weight: float = 0.0  # > 0: the head predicts the episode's final state and acts on it (models/head.py)
     trust_remote_code: bool = False
 
 
@@ -100,6 +102,7 @@ class VQAConfig:
     robot: str = "widowx250"
     n_cards: int = 0  # twin scenes: cards on the table (0: the twin's default)
     layout_seed: int = -1  # twin scenes: fixed card/cube layout, as the robot data's (-1: random layouts)
+    questions: str = "all"  # twin scenes: all | scene (what is on the table) | grounding (instruction → card side)
 
 
 @dataclass
@@ -168,6 +171,8 @@ class TrainConfig:
             raise ConfigError(f"data.batch_size must be > 0, got {self.data.batch_size}")
         if not 0 <= self.vqa.ratio < 1:
             raise ConfigError(f"vqa.ratio must be in [0, 1), got {self.vqa.ratio}")
+        if self.vqa.questions not in VQA_QUESTION_SETS:
+            raise ConfigError(f"vqa.questions {self.vqa.questions!r} is unknown; allowed: {', '.join(VQA_QUESTION_SETS)}")
         if self.vqa.n_cards < 0 or self.vqa.n_cards == 1:
             raise ConfigError(f"vqa.n_cards must be 0 (the twin's default) or >= 2, got {self.vqa.n_cards}")
         if self.model.target == "discrete" and s.name == "head_only":
@@ -179,6 +184,12 @@ class TrainConfig:
             raise ConfigError(f"model.family {self.model.family!r} is unknown; allowed: {', '.join(FAMILIES)}")
         if self.model.target not in TARGETS:
             raise ConfigError(f"model.target {self.model.target!r} is unknown; allowed: {', '.join(TARGETS)}")
+        if self.model.goal_loss_weight < 0:
+            raise ConfigError(f"model.goal_loss_weight must be >= 0 (0 turns goal prediction off), "
+                              f"got {self.model.goal_loss_weight}")
+        if self.model.goal_loss_weight > 0 and (self.model.target != "continuous" or not self.model.use_proprio):
+            raise ConfigError("model.goal_loss_weight > 0 needs model.target continuous and model.use_proprio true: "
+                              "the head predicts the robot state the episode ends in")
 
     def to_dict(self) -> dict:
         return asdict(self)

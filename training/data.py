@@ -45,7 +45,7 @@ class MixtureBatchSampler(Sampler[list[int]]):
 
 
 class RobotCollator:
-    """Samples → {"inputs": backbone inputs, "state", "action", "action_is_pad"} (runs in workers)."""
+    """Samples → {"inputs": backbone inputs, "state", "goal_state", "action", "action_is_pad"} (runs in workers)."""
 
     def __init__(self, preprocessor: VLAPreprocessor, use_state: bool):
         self.preprocessor, self.use_state = preprocessor, use_state
@@ -61,6 +61,7 @@ class RobotCollator:
         }
         if self.use_state:
             out["state"] = batch["state"].float()
+            out["goal_state"] = batch["goal_state"].float()
         return out
 
 

@@ -13,7 +13,7 @@ HEAD_PREFIXES = ("action_queries", "head.")
 
 
 def param_groups(model: VLAModel, optim: OptimConfig) -> list[dict]:
-    """Trainable parameters split into the head (queries + MLP + proprio) and the backbone/LoRA group."""
+    """Trainable parameters split into the head (queries + MLP + proprio + goal) and the backbone/LoRA group."""
     head, backbone = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:

@@ -65,7 +65,7 @@ def resolve_model_config(cfg: TrainConfig, schema) -> VLAConfig:
                      state_dim=schema.state_dim if m.use_proprio else 0, cameras=cameras, image_size=m.image_size,
                      num_action_queries=m.num_action_queries, head_hidden=m.head_hidden, head_layers=m.head_layers,
                      target=m.target, gripper_dims=tuple(grip), num_bins=m.num_bins,
-                     trust_remote_code=m.trust_remote_code)
+                     goal_loss_weight=m.goal_loss_weight, trust_remote_code=m.trust_remote_code)
 
 
 def check_data(cfg: TrainConfig, stores, where: str) -> None:
@@ -371,7 +371,8 @@ def vqa_samples(cfg: TrainConfig, model_cfg: VLAConfig) -> list[dict] | None:
     if cfg.vqa.source == "twin":
         return generate_twin_vqa(cfg.vqa.num_samples, image_size=model_cfg.image_size, robot=cfg.vqa.robot,
                                  seed=cfg.vqa.seed, n_cards=cfg.vqa.n_cards or None,
-                                 layout_seed=None if cfg.vqa.layout_seed < 0 else cfg.vqa.layout_seed)
+                                 layout_seed=None if cfg.vqa.layout_seed < 0 else cfg.vqa.layout_seed,
+                                 questions=cfg.vqa.questions)
     return load_jsonl_vqa(cfg.vqa.source)
 
 

@@ -15,42 +15,53 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from training.config import VQA_QUESTION_SETS as QUESTION_SETS
+
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def scene_questions(twin, camera: str, rng: np.random.Generator | None = None) -> list[tuple[str, str]]:
+def scene_questions(twin, camera: str, rng: np.random.Generator | None = None,
+                    questions: str = "all") -> list[tuple[str, str]]:
     """(question, answer) pairs for the twin's current scene, seen from `camera`.
 
-    Besides what is on the table, each card gets an instruction-grounding pair: a robot
-    instruction naming it ("put the cube on the frog") answered with where that card lies
-    ("left"). They ask the backbone to resolve the instruction's target in exactly the prompt
-    the action queries read. Measured on the demo: a staged-LoRA policy whose backbone still
-    answered "where is the X?" 78-90 % right took the same card for every instruction (27 of
-    28 placements). Co-trained on these pairs alone, policies placed on both cards (Rec. SR
-    67 % / 78 % in one run) but executed less the larger their share; in this mixture (2 of 7
-    questions) the demo's policy executes, and still favours one card (docs/demo.md).
+    `questions` picks the kind: "scene" asks what is on the table (which emoji is where,
+    where the cube is, how many cards); "grounding" gives each card an instruction-grounding
+    pair, a robot instruction naming it ("put the cube on the frog") answered with where that
+    card lies ("left"); "all" is both, 7 pairs per two-card scene.
+
+    Why grounding: it asks the backbone to resolve the instruction's target in exactly the
+    prompt the action queries read, on far more scenes than the robot data has. Measured on
+    the demo (docs/demo.md): a staged-LoRA policy whose backbone still answered "where is the
+    X?" 78-90 % right took the same card for every instruction. With grounding pairs the
+    policy uses both cards; with the goal-predicting head (`model.goal_loss_weight`) it also
+    keeps executing, which it did not with the plain head.
     """
     from sim.emoji import TEMPLATES, get_emoji
     from training.prior.synth import position_word
 
+    if questions not in QUESTION_SETS:
+        raise ValueError(f"questions={questions!r}; allowed: {', '.join(QUESTION_SETS)}")
     rng = rng or np.random.default_rng(0)
     info = twin.info()
     names = [get_emoji(c).name if c in _catalogue_ids() else str(c).replace("_", " ") for c in info["cards"]]
     xs = [twin.image_x(camera, [x, y, 0.0]) for x, y in info["card_xy"]]
     order = np.argsort(xs)
-    cube_x = twin.image_x(camera, [*info["cube_xy"], 0.0])
-    where = "left" if cube_x < -0.15 else "right" if cube_x > 0.15 else "middle"
-    nearest = int(np.argmin([np.hypot(x - info["cube_xy"][0], y - info["cube_xy"][1]) for x, y in info["card_xy"]]))
-    grounding = [(str(TEMPLATES[int(rng.integers(len(TEMPLATES)))]).format(name=names[j]), position_word(rank, len(names)))
-                 for rank, j in enumerate(order)]
-    return [
-        ("which emoji is at the left?", names[order[0]]),
-        ("which emoji is at the right?", names[order[-1]]),
-        ("where is the cube?", where),
-        ("which emoji is nearest to the cube?", names[nearest]),
-        ("how many cards are on the table?", NUMBER_WORDS[len(names)] if len(names) < 10 else str(len(names))),
-        *grounding,
-    ]
+    out: list[tuple[str, str]] = []
+    if questions in ("all", "scene"):
+        cube_x = twin.image_x(camera, [*info["cube_xy"], 0.0])
+        where = "left" if cube_x < -0.15 else "right" if cube_x > 0.15 else "middle"
+        nearest = int(np.argmin([np.hypot(x - info["cube_xy"][0], y - info["cube_xy"][1]) for x, y in info["card_xy"]]))
+        out += [
+            ("which emoji is at the left?", names[order[0]]),
+            ("which emoji is at the right?", names[order[-1]]),
+            ("where is the cube?", where),
+            ("which emoji is nearest to the cube?", names[nearest]),
+            ("how many cards are on the table?", NUMBER_WORDS[len(names)] if len(names) < 10 else str(len(names))),
+        ]
+    if questions in ("all", "grounding"):
+        out += [(str(TEMPLATES[int(rng.integers(len(TEMPLATES)))]).format(name=names[j]), position_word(rank, len(names)))
+                for rank, j in enumerate(order)]
+    return out
 
 
 def _catalogue_ids():
@@ -61,13 +72,16 @@ def _catalogue_ids():
 
 def generate_twin_vqa(num_samples: int, image_size: int = 64, robot: str = "widowx250", seed: int = 0,
                       camera: str = "third_person", split: str = "train", n_cards: int | None = None,
-                      layout_seed: int | None = None) -> list[dict]:
+                      layout_seed: int | None = None, questions: str = "all") -> list[dict]:
     """Render `num_samples` embodied VQA samples: {"image": uint8 (3,H,W), "question", "answer"}.
 
     `split` picks the emojis on the cards: co-training keeps to train emojis, so the
     validation ones reach the policy only through the prior. `n_cards` / `layout_seed`
     match the scenes to the robot data (None: the twin's defaults, random layouts).
+    `questions` is one of `QUESTION_SETS` (see `scene_questions`).
     """
+    if questions not in QUESTION_SETS:
+        raise ValueError(f"questions={questions!r}; allowed: {', '.join(QUESTION_SETS)}")
     os.environ.setdefault("MUJOCO_GL", "egl")
     from sim.config import TwinConfig
     from sim.twin import Twin
@@ -84,7 +98,7 @@ def generate_twin_vqa(num_samples: int, image_size: int = 64, robot: str = "wido
         while len(out) < num_samples:
             twin.reset(seed * 100_003 + scene)
             image = torch.from_numpy(np.ascontiguousarray(twin.render(camera))).permute(2, 0, 1).contiguous()
-            for question, answer in scene_questions(twin, camera, rng):
+            for question, answer in scene_questions(twin, camera, rng, questions):
                 if len(out) < num_samples:
                     out.append({"image": image, "question": question, "answer": answer})
                     bar.update(1)

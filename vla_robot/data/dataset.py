@@ -170,6 +170,7 @@ class VLADataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Keys: images {cam: uint8 (3,H,W)}, state (S,), instruction, action (H,A), action_is_pad (H,),
+        goal_state (S,): the state at the episode's last frame, where the demonstration ended up),
         episode_index, frame_index, store_index, task_id, emoji_id, success; with history > 0 also
         images_history {cam: (history,3,H,W)}, state_history (history,S), history_is_pad (history,)
         (history frames before the episode start repeat frame 0 and are flagged as pad)."""
@@ -183,6 +184,7 @@ class VLADataset(Dataset):
         sample: dict[str, Any] = {
             "images": {c: self._image(handle, ref, c, t) for c in self.cameras},
             "state": torch.from_numpy(state[ref.start + t].copy()),
+            "goal_state": torch.from_numpy(state[ref.start + ref.length - 1].copy()),
             "instruction": meta.get("instruction", ""),
             "action": torch.from_numpy(chunk.astype(np.float32, copy=False)),
             "action_is_pad": torch.from_numpy(is_pad),

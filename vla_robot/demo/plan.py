@@ -23,7 +23,7 @@ class DemoSettings:
     image_size: int = 64
     layout_seed: int = 2  # cards and cube at the same places every episode; -1: random layouts
     camera: str = "third_person"
-    grinning_face_episodes: int = 300
+    grinning_face_episodes: int = 600
     reach_episodes: int = 30
     push_episodes: int = 30
     prior_steps: int = 1500
@@ -37,15 +37,18 @@ class DemoSettings:
     lora_rank: int = 16
     lr_head: float = 1e-3
     lr_backbone: float = 1e-3
+    goal_loss_weight: float = 1.0  # the head predicts where the episode ends and acts on it (models/head.py); 0: off
     vqa_ratio: float = 0.25  # embodied-VQA co-training batches (train emojis, the demo's layout); 0: off
-    vqa_samples: int = 4200
+    vqa_samples: int = 2400
+    vqa_questions: str = "grounding"  # twin VQA kind: all | scene | grounding (instruction → card side); training/vqa.py
     eval_merge: str = "ensemble"  # how the runtime merges overlapping chunks in the eval
-    eval_episodes: int = 100
+    eval_request_threshold: float = 0.0  # 0: play each chunk to its end before the next (see eval_chunk_args)
+    eval_episodes: int = 200
     eval_videos: int = 4
     max_steps: int = 120
     collect_speed: float = 20.0
     seed: int = 0
-    expected_minutes: float = 14.0
+    expected_minutes: float = 15.0
 
     def __post_init__(self) -> None:
         positive = ("n_cards", "image_size", "grinning_face_episodes", "stage2_steps", "batch_size", "horizon",
@@ -58,8 +61,12 @@ class DemoSettings:
             raise ValueError(f"demo settings {bad} must be positive (>= 0 for episode/step counts that may be skipped)")
         if self.image_size % 4:
             raise ValueError(f"image_size={self.image_size} must be a multiple of 4 (the tiny VLM uses 4x4 patches)")
+        if self.goal_loss_weight < 0:
+            raise ValueError(f"goal_loss_weight={self.goal_loss_weight} must be >= 0 (0 turns it off)")
         if not 0 <= self.vqa_ratio < 1:
             raise ValueError(f"vqa_ratio={self.vqa_ratio} must be in [0, 1)")
+        if not 0.0 <= self.eval_request_threshold <= 1.0:
+            raise ValueError(f"eval_request_threshold={self.eval_request_threshold} must be in [0, 1]")
         if self.eval_merge not in MERGE_MODES:
             raise ValueError(f"eval_merge={self.eval_merge!r}; allowed: {', '.join(MERGE_MODES)}")
         if self.n_cards < 2:
@@ -82,11 +89,25 @@ def _layout(s: DemoSettings) -> list[str]:
     return [] if s.layout_seed < 0 else ["--layout-seed", str(s.layout_seed)]
 
 
-def twin_vqa_overrides(s: DemoSettings, ratio: float) -> list[str]:
+def twin_vqa_overrides(s: DemoSettings, ratio: float, questions: str | None = None) -> list[str]:
     """`vla-train` overrides for co-training on twin VQA that matches the demo's robot data
-    (robot, card count, layout; train emojis, the generator's default split)."""
+    (robot, card count, layout; train emojis, the generator's default split).
+    `questions` defaults to the demo's `vqa_questions`."""
     return [f"vqa.ratio={ratio}", "vqa.source=twin", f"vqa.num_samples={s.vqa_samples}", f"vqa.robot={s.robot}",
-            f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}"]
+            f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}", f"vqa.questions={questions or s.vqa_questions}"]
+
+
+def eval_chunk_args(s: DemoSettings) -> list[str]:
+    """How the eval's runtime turns chunks into actions.
+
+    The demo plays each 8-step chunk to its end before asking for the next one (ACT-style
+    action chunking; `--request-threshold 0`). Measured on one bundle, 100 train-emoji
+    episodes: re-planning when half the chunk is left executed 14, re-planning every step
+    executed 0, playing whole chunks executed 61 (48 on the named card). Mid-chunk
+    observations (the gripper closing, the cube just lifted) look alike, and re-planning
+    from them mixed the phases.
+    """
+    return ["--merge", s.eval_merge, "--request-threshold", str(s.eval_request_threshold)]
 
 
 def _exe(name: str) -> str:
@@ -181,7 +202,8 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             name="train",
             argv=[_exe("vla-train"), f"data.stores=[{p.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
                   f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={p.prior}",
-                  f"model.image_size={s.image_size}", f"model.horizon={s.horizon}", *strategy,
+                  f"model.image_size={s.image_size}", f"model.horizon={s.horizon}",
+                  f"model.goal_loss_weight={s.goal_loss_weight}", *strategy,
                   f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
                   f"steps={s.stage2_steps}", f"seed={s.seed}", *vqa, f"out_dir={p.train}"],
             description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement"
@@ -199,7 +221,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 argv=[_exe("vla-robot"), "eval", "--policy", str(bundle), "--robot", "sim" if s.robot == "widowx250" else f"sim:{s.robot}", "--split", split,
                       "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s), "--image-size", str(s.image_size),
                       str(s.image_size), "--max-steps", str(s.max_steps), "--videos", str(s.eval_videos),
-                      "--merge", s.eval_merge,
+                      *eval_chunk_args(s),
                       "--seed", str(100_000 + s.seed), "--out", str(p.eval(split)), "--quiet"],
                 description=f"closed-loop evaluation on {split} emojis ({s.eval_episodes} episodes)",
                 weight=0.1 + s.eval_episodes / 160,

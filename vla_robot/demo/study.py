@@ -8,7 +8,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from vla_robot.demo.plan import DemoSettings, Paths, _exe, _layout, twin_vqa_overrides
+from vla_robot.demo.plan import DemoSettings, Paths, _exe, _layout, eval_chunk_args, twin_vqa_overrides
 from vla_robot.demo.runner import Phase
 from vla_robot.demo.sources import read_eval
 
@@ -39,7 +39,7 @@ def _strategy(arm: str, s: DemoSettings, data: Paths, vqa_ratio: float) -> list[
     if arm in ("full", "no_prior"):
         return ["strategy.name=full"]
     if arm == "cotrain":
-        return ["strategy.name=full", *twin_vqa_overrides(s, vqa_ratio)]
+        return ["strategy.name=full", *twin_vqa_overrides(s, vqa_ratio, questions="all")]
     if arm == "staged":
         stores = [str(data.store(t)) for t in ("reach", "push")]
         return ["strategy.name=staged", f"strategy.stage1.steps={max(s.stage1_steps, 1)}",
@@ -60,7 +60,8 @@ def arm_phases(arm: str, seed: int, s: DemoSettings, out: Path, data: Paths, vqa
         f"train_{tag}",
         [_exe("vla-train"), f"data.stores=[{data.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
          f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={backbone}",
-         f"model.image_size={s.image_size}", f"model.horizon={s.horizon}", *_strategy(arm, s, data, vqa_ratio),
+         f"model.image_size={s.image_size}", f"model.horizon={s.horizon}", f"model.goal_loss_weight={s.goal_loss_weight}",
+         *_strategy(arm, s, data, vqa_ratio),
          f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
          f"steps={s.stage2_steps}", f"seed={seed}", f"out_dir={d / 'train'}"],
         f"{arm} (seed {seed}) on train-emoji placement", 1.0 + s.stage2_steps / 150,
@@ -71,7 +72,7 @@ def arm_phases(arm: str, seed: int, s: DemoSettings, out: Path, data: Paths, vqa
             f"eval_{split}_{tag}",
             [_exe("vla-robot"), "eval", "--policy", str(d / "train" / "bundle"), "--robot", "sim", "--split", split,
              "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s), "--image-size", str(s.image_size),
-             str(s.image_size), "--max-steps", str(s.max_steps), "--videos", "0", "--merge", s.eval_merge,
+             str(s.image_size), "--max-steps", str(s.max_steps), "--videos", "0", *eval_chunk_args(s),
              "--seed", str(100_000),
              "--out", str(d / "eval" / split), "--quiet"],
             f"closed-loop eval of {tag} on {split} emojis", 0.3 + 0.05 * s.eval_episodes,

@@ -21,7 +21,8 @@ class VLAConfig:
     processor handling. `state_dim=0` disables the proprioception token. `gripper_dims`
     are the action dims trained with BCE (open/close) rather than Huber. `target` picks
     the continuous head or the OpenVLA-style discrete baseline (`num_bins` vocabulary
-    tokens predicted with cross-entropy).
+    tokens predicted with cross-entropy). `goal_loss_weight > 0` makes the head predict the
+    episode's final state and act conditioned on it (`head.ActionHead`, `head.GoalHead`).
     """
 
     family: str
@@ -39,6 +40,7 @@ class VLAConfig:
     huber_delta: float = 1.0
     gripper_loss_weight: float = 1.0
     num_bins: int = 256
+    goal_loss_weight: float = 0.0
     trust_remote_code: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -61,6 +63,11 @@ class VLAConfig:
             raise ValueError(f"model.state_dim must be >= 0 (0 disables proprioception), got {self.state_dim}")
         if not self.cameras:
             raise ValueError("model.cameras must name at least one camera")
+        if self.goal_loss_weight < 0:
+            raise ValueError(f"model.goal_loss_weight must be >= 0 (0 disables it), got {self.goal_loss_weight}")
+        if self.goal_loss_weight > 0 and (self.state_dim == 0 or self.target != "continuous"):
+            raise ValueError("model.goal_loss_weight > 0 needs the continuous target and proprioception "
+                             "(state_dim > 0): the goal is a robot state read from the query states")
         if self.target == "discrete" and not 2 <= self.num_bins <= 1024:
             raise ValueError(f"model.num_bins must be in 2..1024, got {self.num_bins}")
 

@@ -53,7 +53,8 @@ class VLAModel(nn.Module):
         hidden = text_hidden_size(unwrap(backbone).config)
         self.action_queries = nn.Parameter(torch.randn(config.num_action_queries, hidden) * 0.02)
         self.head = ActionHead(hidden, config.num_action_queries, config.horizon, config.action_dim,
-                               config.state_dim, config.head_hidden, config.head_layers)
+                               config.state_dim, config.head_hidden, config.head_layers,
+                               predict_goal=config.goal_loss_weight > 0)
         self.normalizer = normalizer
         self._pending_queries: torch.Tensor | None = None
         self._hook = None
@@ -176,8 +177,8 @@ class VLAModel(nn.Module):
             labels = ids.masked_fill(~valid.repeat_interleave(self.config.action_dim, dim=1), IGNORE_INDEX)
             return {"loss": self.lm_loss(batch["inputs"], labels)}
         state = batch.get("state")
-        pred = self.action_head(self.encode_inputs(batch["inputs"]),
-                                state.to(self.device) if state is not None else None)
+        query_hidden = self.encode_inputs(batch["inputs"])
+        pred = self.action_head(query_hidden, state.to(self.device) if state is not None else None)
         target = self.normalizer.normalise_action(action)
         weight = valid.unsqueeze(-1).float()
         denom = weight.sum().clamp_min(1.0)
@@ -194,6 +195,13 @@ class VLAModel(nn.Module):
             bce = F.binary_cross_entropy_with_logits(pred[..., grip], target[..., grip], reduction="none")
             out["gripper_loss"] = (bce * weight).sum() / (denom * len(grip))
             total = total + cfg.gripper_loss_weight * out["gripper_loss"]
+        if self.head.goal is not None:
+            if "goal_state" not in batch:
+                raise ValueError("model.goal_loss_weight > 0 but the batch has no goal_state "
+                                 "(RobotCollator adds it when the model uses proprioception)")
+            goal = self.normalizer.normalise_state(batch["goal_state"].to(self.device))
+            out["goal_loss"] = F.huber_loss(self.head.goal(query_hidden), goal.float(), delta=cfg.huber_delta)
+            total = total + cfg.goal_loss_weight * out["goal_loss"]
         out["loss"] = total
         return out
 
