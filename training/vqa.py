@@ -32,9 +32,10 @@ def scene_questions(twin, camera: str, rng: np.random.Generator | None = None,
     Why grounding: it asks the backbone to resolve the instruction's target in exactly the
     prompt the action queries read, on far more scenes than the robot data has. Measured on
     the demo (docs/demo.md): a staged-LoRA policy whose backbone still answered "where is the
-    X?" 78-90 % right took the same card for every instruction. With grounding pairs the
-    policy uses both cards; with the goal-predicting head (`model.goal_loss_weight`) it also
-    keeps executing, which it did not with the plain head.
+    X?" 78-90 % right took the same card for every instruction. With grounding pairs the plain
+    head used both cards but executed less the more pairs it saw. With the goal-predicting
+    head (`model.goal_loss_weight`) and grounding pairs only, the demo's policy took the named
+    card 95 % of the time (100 of 105 placements, train emojis).
     """
     from sim.emoji import TEMPLATES, get_emoji
     from training.prior.synth import position_word
