@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from vla_robot.demo.runner import Phase, PhaseFailed, run_phases
+from vla_robot.demo.runner import Phase, PhaseFailed, PhaseRejected, run_phases
 
 
 def _stamp(path, seconds: float, fail: bool = False) -> list[str]:
@@ -63,3 +63,15 @@ def test_a_failing_alongside_phase_fails_the_run(tmp_path):
         run_phases(phases, tmp_path / "logs", tmp_path / "manifest.json", 10.0, stream=open("/dev/null", "w"))
     assert not (tmp_path / "c").exists(), "a phase that needs a failed one must not start"
     assert len(_times(tmp_path / "b")) == 1, "the foreground phase should have been stopped with the run"
+
+
+def test_a_refused_check_stops_the_run_before_any_phase_starts(tmp_path):
+    refuse = [sys.executable, "-c", "import sys; sys.exit('config error: steps must be > 0')"]
+    accept = [sys.executable, "-c", "pass"]
+    phases = [
+        Phase("collect", _stamp(tmp_path / "a", 0.0), "would record", check=accept),
+        Phase("train", _stamp(tmp_path / "b", 0.0), "bad settings", check=refuse),
+    ]
+    with pytest.raises(PhaseRejected, match="'train' refuses its settings(.|\n)*steps must be > 0"):
+        run_phases(phases, tmp_path / "logs", tmp_path / "manifest.json", 10.0, stream=open("/dev/null", "w"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "logs").exists(), "a phase ran before every check passed"

@@ -69,3 +69,28 @@ def test_demo_settings_name_the_bad_value():
         DemoSettings(goal_loss_weight=-1)
     with pytest.raises(ValueError, match="eval_merge='mean'"):
         DemoSettings(eval_merge="mean")
+
+
+def test_every_training_command_passes_vla_train_config_checks(tmp_path):
+    """The demo's and each arm's `vla-train` settings are validated by the real CLI (no data read)."""
+    from vla_robot.demo.plan import FULL, build_phases
+    from vla_robot.demo.runner import check_phases
+
+    data = Paths(tmp_path / "demo")
+    phases = [p for s in (QUICK, FULL) for p in build_phases(s, tmp_path / "demo")]
+    phases += [p for arm in ARMS for p in arm_phases(arm, 0, QUICK, tmp_path / "study", data)]
+    trains = [p for p in phases if p.name.startswith("train")]
+    assert len(trains) == 2 + len(ARMS) and all(p.check[-1] == "--print-config" for p in trains)
+    check_phases(phases)
+
+
+def test_a_bad_training_setting_stops_the_demo_before_collection(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "vla_robot.cli", "demo", "--quick", "--out", str(tmp_path / "demo"),
+                           "--set", "vqa_questions=where"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "vqa.questions 'where' is unknown; allowed: all, scene, grounding" in done.stderr
+    assert "nothing has run yet" in done.stderr
+    assert not (tmp_path / "demo" / "data").exists() and not (tmp_path / "demo" / "logs").exists()

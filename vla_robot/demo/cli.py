@@ -19,7 +19,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from vla_robot.demo.plan import FULL, QUICK, DemoSettings, build_phases
-from vla_robot.demo.runner import PhaseFailed, run_phases
+from vla_robot.demo.runner import PhaseFailed, PhaseRejected, run_phases
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     try:
         run_phases(selected, out / "logs", manifest, settings.expected_minutes * 60, env=env, header=header, kept=kept)
+    except PhaseRejected as exc:
+        print(f"vla-robot demo: {exc}", file=sys.stderr)
+        return 2
     except PhaseFailed as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 1

@@ -110,6 +110,12 @@ def eval_chunk_args(s: DemoSettings) -> list[str]:
     return ["--merge", s.eval_merge, "--request-threshold", str(s.eval_request_threshold)]
 
 
+def train_check(argv: list[str]) -> list[str]:
+    """The check of a `vla-train` phase: the same command with ``--print-config``, which
+    validates every setting without reading data (0.1 s)."""
+    return [*argv, "--print-config"]
+
+
 def _exe(name: str) -> str:
     """A console script of this environment (beside the running interpreter), else from PATH."""
     local = Path(sys.executable).parent / name
@@ -197,15 +203,17 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 f"strategy.lora.rank={s.lora_rank}"] if stage1 and s.stage1_steps > 0 else \
         ["strategy.name=lora", f"strategy.lora.rank={s.lora_rank}"]
     vqa = twin_vqa_overrides(s, s.vqa_ratio) if s.vqa_ratio > 0 else []
-    phases.append(
-        Phase(
-            name="train",
-            argv=[_exe("vla-train"), f"data.stores=[{p.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
+    train_argv = [_exe("vla-train"), f"data.stores=[{p.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
                   f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={p.prior}",
                   f"model.image_size={s.image_size}", f"model.horizon={s.horizon}",
                   f"model.goal_loss_weight={s.goal_loss_weight}", *strategy,
                   f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
-                  f"steps={s.stage2_steps}", f"seed={s.seed}", *vqa, f"out_dir={p.train}"],
+                  f"steps={s.stage2_steps}", f"seed={s.seed}", *vqa, f"out_dir={p.train}"]
+    phases.append(
+        Phase(
+            name="train",
+            argv=train_argv,
+            check=train_check(train_argv),
             description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement"
             + (f"; {s.vqa_ratio:.0%} of batches embodied VQA from the twin (train emojis)" if vqa else ""),
             weight=0.3 + (s.stage1_steps + s.stage2_steps) / 2400,

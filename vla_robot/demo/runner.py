@@ -24,6 +24,10 @@ class Phase:
     before the first later phase that ``needs`` it, and at the end. For work that does not
     compete for the same core (the prior trains on one CPU while collection, pinned to the
     other, records).
+
+    ``check``: a command that validates this phase's settings in well under a second and
+    exits non-zero with the reason. Every check runs before any phase starts, so a typo in a
+    training setting is reported at once, not after ten minutes of collection.
     """
 
     name: str
@@ -33,6 +37,7 @@ class Phase:
     outputs: list[str] = field(default_factory=list)
     alongside: bool = False
     needs: tuple[str, ...] = ()
+    check: list[str] = field(default_factory=list)
 
     @property
     def command(self) -> str:
@@ -57,6 +62,24 @@ class PhaseFailed(RuntimeError):
             f"command: {result.command}\nlog: {result.log}\n--- last lines ---\n{tail}"
         )
         self.result = result
+
+
+class PhaseRejected(RuntimeError):
+    """A phase's ``check`` refused its settings; nothing has run."""
+
+
+def check_phases(phases: list[Phase], env: dict[str, str] | None = None) -> None:
+    """Run every phase's ``check``; raise `PhaseRejected` with the first refusal's output."""
+    child_env = {**os.environ, **(env or {})}
+    for phase in phases:
+        if not phase.check:
+            continue
+        done = subprocess.run(phase.check, capture_output=True, text=True, env=child_env)
+        if done.returncode != 0:
+            raise PhaseRejected(
+                f"phase {phase.name!r} refuses its settings (nothing has run yet)\n"
+                f"check: {shlex.join(phase.check)}\n{(done.stderr or done.stdout).strip()}"
+            )
 
 
 def _last_line(path: Path, limit: int = 4096) -> str:
@@ -152,10 +175,12 @@ def run_phases(
 ) -> list[PhaseResult]:
     """Run phases in order (``alongside`` ones beside the next), writing ``manifest_path`` as each
     ends; raise `PhaseFailed` on the first failure, after stopping any phase still running.
+    Every phase's ``check`` runs first (`check_phases`).
 
     ``kept`` are manifest entries of phases that ran in an earlier invocation and are
     skipped now; they stay in the manifest (and so in the report's commands) before the new ones.
     """
+    check_phases(phases, env)
     log_dir.mkdir(parents=True, exist_ok=True)
     display = ProgressDisplay(phases, stream)
     total_weight = sum(p.weight for p in phases) or 1.0

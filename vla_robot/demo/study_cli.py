@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vla_robot.demo.plan import FULL, QUICK, Paths, build_phases
-from vla_robot.demo.runner import Phase, PhaseFailed, run_phases
+from vla_robot.demo.runner import Phase, PhaseFailed, PhaseRejected, run_phases
 from vla_robot.demo.study import ARMS, arm_phases, summarise_study, write_outputs
 
 
@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             run_phases(phases, out / "logs", out / "study_manifest.json", expected, header=header,
                        env={"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        except PhaseRejected as exc:
+            print(f"vla-robot study: {exc}", file=sys.stderr)
+            return 2
         except PhaseFailed as exc:
             print(f"\n{exc}", file=sys.stderr)
             return 1
