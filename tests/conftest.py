@@ -32,3 +32,23 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status)
+
+
+@pytest.fixture
+def composed():
+    """A composed ROS process (4 executor threads) pinned to one core, as the sim stacks run.
+
+    Unpinned on two cores, the threads hand the GIL across CPUs on every message: the
+    bad-input test then burned 9 s of CPU instead of 2, callbacks ran seconds late, and about
+    one run in six failed on timing alone.
+    """
+    from vla_robot.ros.executor import ComposedProcess, pin_to_one_core
+
+    cpus = pin_to_one_core()
+    process = ComposedProcess(threads=4)
+    try:
+        yield process
+    finally:
+        process.shutdown()
+        if cpus:
+            os.sched_setaffinity(0, cpus)

@@ -12,8 +12,9 @@ import pytest
 pytestmark = pytest.mark.ros
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture
+def stack(composed, tmp_path_factory):
+    """A fresh stack per run, so a rerun of a failed attempt does not inherit its open episode."""
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
     from sensor_msgs.msg import Image, JointState
@@ -22,10 +23,9 @@ def stack(tmp_path_factory):
     from vla_robot.robots.virtual_servos import virtual_chain
     from vla_robot.robots.widowx import WidowX250, WidowXConfig
     from vla_robot.ros.arm_node import ArmNode
-    from vla_robot.ros.executor import ComposedProcess
     from vla_robot.ros.recorder_node import RecorderNode
 
-    proc = ComposedProcess(threads=4)
+    proc = composed
     ctx = proc.context
     chain = virtual_chain("dynamixel", WidowXConfig().motor_ids)
     robot = WidowX250(WidowXConfig(port="virtual://"), serial_factory=lambda port, baud: chain)
@@ -46,7 +46,6 @@ def stack(tmp_path_factory):
     proc.start()
     time.sleep(1.0)  # discovery
     yield proc, arm, rec, tester, pubs, chain
-    proc.shutdown()
 
 
 def now(node):
@@ -129,10 +128,13 @@ def test_bad_inputs_are_rejected_counted_and_nothing_crashes(stack):
         (list(tester.diag), diag_values(tester, "recorder: recorder") if "recorder: recorder" in tester.diag else None)
     publish_good(tester, pubs, arm, 1.0)
     assert wait_for(lambda: rec.status()["stale_cameras"] == [])
+    # the hole counts once complete steps follow it; saved earlier, it would be the episode's trimmed end
+    publish_good(tester, pubs, arm, 0.5)
+    assert wait_for(lambda: rec.status()["gaps"]["images/cam"] >= 8, timeout=10.0), rec.status()["gaps"]
     message = rec.save_episode(True)
     assert "episode 0 saved" in message
     status = rec.status()
-    assert status["gaps"]["images/cam"] >= 8  # ~1.5 s of 10 Hz steps without a frame: counted, not filled
+    assert status["gaps"]["images/cam"] >= 8  # ~1.5 s of 10 Hz steps without a frame: counted, not filled, kept at save
     from vla_robot.data import EpisodeStore
 
     s = EpisodeStore.open(rec.p.store)
