@@ -88,7 +88,11 @@ def test_policy_node_estop_diagnostics_and_bad_input():
     twin_cfg = cfg.twin_config("train", ("third_person",), 10.0)
     twin = Twin(TwinConfig(**twin_kwargs(twin_cfg)))
     policy = ExpertReplayPolicy("widowx250", chunk_size=10)
+    import os
+
+    cpus = os.sched_getaffinity(0)
     stack = SimPolicyStack(twin, policy, RuntimeConfig(asynchronous=True), rate_factor=3.0, first_seed=SEED)
+    assert len(os.sched_getaffinity(0)) == (1 if len(cpus) > 1 else len(cpus))  # the stack runs on one core
     harness = stack.composition.add(EvalHarness(stack.arm.get_name(), stack.policy_node.get_name(), "third_person",
                                                 context=stack.composition.context))
     diag = []
@@ -143,3 +147,4 @@ def test_policy_node_estop_diagnostics_and_bad_input():
         assert not node.loop.safety.estopped
     finally:
         stack.shutdown()
+    assert os.sched_getaffinity(0) == cpus  # and gives the caller its CPUs back

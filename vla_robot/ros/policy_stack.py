@@ -7,6 +7,8 @@ the embedded default exercises exactly the nodes and topics a robot PC runs with
 
 from __future__ import annotations
 
+import os
+
 from vla_robot.policy.config import RuntimeConfig
 
 
@@ -25,17 +27,23 @@ def policy_params(runtime: RuntimeConfig, robot: str, rate_factor: float) -> dic
 
 
 class SimPolicyStack:
-    """Build (not start) the composed nodes around ``twin``; ``start`` spins them, ``shutdown`` ends them."""
+    """Build (not start) the composed nodes around ``twin``; ``start`` spins them, ``shutdown`` ends them.
+
+    ``one_core`` pins the stack's threads to one CPU, as the collection stack does
+    (`executor.pin_to_one_core`): through-ROS expert replay, 3 episodes, took 110 s of CPU
+    unpinned, with the twin's clock sometimes starved into a timeout, and 4 s pinned.
+    """
 
     def __init__(self, twin, policy, runtime: RuntimeConfig, rate_factor: float = 1.0, first_seed: int = 0,
-                 autostart: bool = False) -> None:
+                 autostart: bool = False, one_core: bool = True) -> None:
         from sim import TwinCamera, TwinRobot
         from vla_robot.ros.arm_node import ArmNode
         from vla_robot.ros.camera_node import CameraNode
-        from vla_robot.ros.executor import ComposedProcess
+        from vla_robot.ros.executor import ComposedProcess, pin_to_one_core
         from vla_robot.ros.policy_node import PolicyNode
 
         self.twin = twin
+        self._cpus_before = pin_to_one_core() if one_core else None
         self.composition = ComposedProcess()
         ctx = self.composition.context
         try:
@@ -54,7 +62,7 @@ class SimPolicyStack:
             params["autostart"] = autostart
             self.policy_node = self.composition.add(PolicyNode(params, policy=policy, context=ctx))
         except Exception:
-            self.composition.shutdown()
+            self.shutdown()
             raise
 
     def start(self) -> None:
@@ -62,3 +70,6 @@ class SimPolicyStack:
 
     def shutdown(self) -> None:
         self.composition.shutdown()  # the arm node closes the twin from its clock thread
+        if self._cpus_before:
+            os.sched_setaffinity(0, self._cpus_before)  # the caller's thread gets its CPUs back
+            self._cpus_before = None
