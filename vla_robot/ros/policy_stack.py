@@ -44,7 +44,11 @@ class SimPolicyStack:
 
         self.twin = twin
         self._cpus_before = pin_to_one_core() if one_core else None
-        self.composition = ComposedProcess()
+        try:
+            self.composition = ComposedProcess()
+        except Exception:
+            self._release_cpus()
+            raise
         ctx = self.composition.context
         try:
             self.arm = self.composition.add(ArmNode(
@@ -70,6 +74,9 @@ class SimPolicyStack:
 
     def shutdown(self) -> None:
         self.composition.shutdown()  # the arm node closes the twin from its clock thread
+        self._release_cpus()
+
+    def _release_cpus(self) -> None:
         if self._cpus_before:
             os.sched_setaffinity(0, self._cpus_before)  # the caller's thread gets its CPUs back
             self._cpus_before = None
