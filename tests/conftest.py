@@ -42,13 +42,12 @@ def composed():
     bad-input test then burned 9 s of CPU instead of 2, callbacks ran seconds late, and about
     one run in six failed on timing alone.
     """
-    from vla_robot.ros.executor import ComposedProcess, pin_to_one_core
+    from vla_robot.ros.executor import ComposedProcess, OneCorePin
 
-    cpus = pin_to_one_core()
+    pin = OneCorePin()
     process = ComposedProcess(threads=4)
     try:
         yield process
     finally:
         process.shutdown()
-        if cpus:
-            os.sched_setaffinity(0, cpus)
+        pin.release()

@@ -87,6 +87,22 @@ def pin_to_one_core() -> set[int] | None:
     return set(allowed)
 
 
+class OneCorePin:
+    """`pin_to_one_core` and its undo: ``release`` gives the caller's thread its CPUs back.
+
+    ``enabled=False`` pins nothing (and ``release`` does nothing), so a stack can make
+    pinning a setting without branching around it.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._before = pin_to_one_core() if enabled else None
+
+    def release(self) -> None:
+        if self._before:
+            os.sched_setaffinity(0, self._before)
+            self._before = None
+
+
 def freeze_startup_objects() -> None:
     """Move everything alive at start-up out of the garbage collector's reach.
 

@@ -7,8 +7,6 @@ the embedded default exercises exactly the nodes and topics a robot PC runs with
 
 from __future__ import annotations
 
-import os
-
 from vla_robot.policy.config import RuntimeConfig
 
 
@@ -39,15 +37,15 @@ class SimPolicyStack:
         from sim import TwinCamera, TwinRobot
         from vla_robot.ros.arm_node import ArmNode
         from vla_robot.ros.camera_node import CameraNode
-        from vla_robot.ros.executor import ComposedProcess, pin_to_one_core
+        from vla_robot.ros.executor import ComposedProcess, OneCorePin
         from vla_robot.ros.policy_node import PolicyNode
 
         self.twin = twin
-        self._cpus_before = pin_to_one_core() if one_core else None
+        self._pin = OneCorePin(one_core)
         try:
             self.composition = ComposedProcess()
         except Exception:
-            self._release_cpus()
+            self._pin.release()
             raise
         ctx = self.composition.context
         try:
@@ -74,9 +72,4 @@ class SimPolicyStack:
 
     def shutdown(self) -> None:
         self.composition.shutdown()  # the arm node closes the twin from its clock thread
-        self._release_cpus()
-
-    def _release_cpus(self) -> None:
-        if self._cpus_before:
-            os.sched_setaffinity(0, self._cpus_before)  # the caller's thread gets its CPUs back
-            self._cpus_before = None
+        self._pin.release()  # the caller's thread gets its CPUs back

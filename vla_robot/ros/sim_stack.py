@@ -8,7 +8,6 @@ end-to-end tests and the collection benchmark.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
-from vla_robot.ros.executor import ComposedProcess, pin_to_one_core
+from vla_robot.ros.executor import ComposedProcess, OneCorePin
 from vla_robot.ros.qos import LATCHED_QOS
 
 
@@ -60,7 +59,7 @@ class SimStack:
 
         c = config
         self.config = c
-        self._cpus_before = pin_to_one_core() if c.one_core else None
+        self._pin = OneCorePin(c.one_core)
         self.twin = Twin(TwinConfig(robot=c.robot, task=c.task, n_cards=c.n_cards, split=c.split, layout_seed=c.layout_seed, cameras=c.cameras, image_size=(c.width, c.height),
                                     control_rate_hz=c.control_rate_hz, seed=c.seed, max_steps=max(c.max_steps, 1)))
         self.twin_lock = threading.RLock()
@@ -157,8 +156,7 @@ class SimStack:
 
     def shutdown(self) -> None:
         self.process.shutdown()  # the arm node's clock thread closes the twin's renderers
-        if self._cpus_before:
-            os.sched_setaffinity(0, self._cpus_before)  # the caller's thread gets its CPUs back
+        self._pin.release()  # the caller's thread gets its CPUs back
 
     def __enter__(self):
         return self
