@@ -82,4 +82,3 @@ class ActionDecoder(nn.Module):
     def forward(self, query_hidden: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         state_norm = self.normalizer.normalise_state(state) if state is not None and self.head.state_dim else None
         return self.normalizer.denormalise(self.head(query_hidden, state_norm))
-
