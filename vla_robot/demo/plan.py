@@ -42,7 +42,7 @@ class DemoSettings:
     vqa_samples: int = 2400
     vqa_questions: str = "grounding"  # twin VQA kind: all | scene | grounding (instruction → card side); training/vqa.py
     eval_merge: str = "ensemble"  # how the runtime merges overlapping chunks in the eval
-    eval_request_threshold: float = 0.0  # 0: play each chunk to its end before the next (see eval_chunk_args)
+    eval_request_threshold: float = 0.0  # 0: play each chunk to its end before the next (see eval_argv)
     eval_episodes: int = 200
     eval_videos: int = 4
     max_steps: int = 120
@@ -97,23 +97,40 @@ def twin_vqa_overrides(s: DemoSettings, ratio: float, questions: str | None = No
             f"vqa.n_cards={s.n_cards}", f"vqa.layout_seed={s.layout_seed}", f"vqa.questions={questions or s.vqa_questions}"]
 
 
-def eval_chunk_args(s: DemoSettings) -> list[str]:
-    """How the eval's runtime turns chunks into actions.
-
-    The demo plays each 8-step chunk to its end before asking for the next one (ACT-style
-    action chunking; `--request-threshold 0`). Measured on one bundle, 100 train-emoji
-    episodes: re-planning when half the chunk is left executed 14, re-planning every step
-    executed 0, playing whole chunks executed 61 (48 on the named card). Mid-chunk
-    observations (the gripper closing, the cube just lifted) look alike, and re-planning
-    from them mixed the phases.
-    """
-    return ["--merge", s.eval_merge, "--request-threshold", str(s.eval_request_threshold)]
+def train_argv(s: DemoSettings, store: Path, backbone: Path, strategy: list[str], seed: int, out_dir: Path,
+               extra: list[str] | None = None) -> list[str]:
+    """The `vla-train` command of the demo and of every study arm: the demo's model, head and
+    optimiser settings, so that only the data, backbone, update strategy and seed differ."""
+    return [_exe("vla-train"), f"data.stores=[{store}]", f"data.cameras=[{s.camera}]",
+            f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={backbone}",
+            f"model.image_size={s.image_size}", f"model.horizon={s.horizon}",
+            f"model.goal_loss_weight={s.goal_loss_weight}", *strategy,
+            f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
+            f"steps={s.stage2_steps}", f"seed={seed}", *(extra or []), f"out_dir={out_dir}"]
 
 
 def train_check(argv: list[str]) -> list[str]:
     """The check of a `vla-train` phase: the same command with ``--print-config``, which
     validates every setting without reading data (0.1 s)."""
     return [*argv, "--print-config"]
+
+
+def eval_argv(s: DemoSettings, bundle: Path, split: str, out: Path) -> list[str]:
+    """The closed-loop `vla-robot eval` command of the demo and of every study arm.
+
+    It plays each 8-step chunk to its end before asking for the next one (ACT-style action
+    chunking; `--request-threshold 0`). Measured on one bundle, 100 train-emoji episodes:
+    re-planning when half the chunk is left executed 14, re-planning every step executed 0,
+    playing whole chunks executed 61 (48 on the named card). Mid-chunk observations (the
+    gripper closing, the cube just lifted) look alike, and re-planning from them mixed the
+    phases.
+    """
+    robot = "sim" if s.robot == "widowx250" else f"sim:{s.robot}"
+    return [_exe("vla-robot"), "eval", "--policy", str(bundle), "--robot", robot, "--split", split,
+            "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s),
+            "--image-size", str(s.image_size), str(s.image_size), "--max-steps", str(s.max_steps),
+            "--videos", str(s.eval_videos), "--merge", s.eval_merge, "--request-threshold", str(s.eval_request_threshold),
+            "--seed", str(100_000 + s.seed), "--out", str(out), "--quiet"]
 
 
 def _exe(name: str) -> str:
@@ -203,17 +220,12 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 f"strategy.lora.rank={s.lora_rank}"] if stage1 and s.stage1_steps > 0 else \
         ["strategy.name=lora", f"strategy.lora.rank={s.lora_rank}"]
     vqa = twin_vqa_overrides(s, s.vqa_ratio) if s.vqa_ratio > 0 else []
-    train_argv = [_exe("vla-train"), f"data.stores=[{p.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
-                  f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={p.prior}",
-                  f"model.image_size={s.image_size}", f"model.horizon={s.horizon}",
-                  f"model.goal_loss_weight={s.goal_loss_weight}", *strategy,
-                  f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
-                  f"steps={s.stage2_steps}", f"seed={s.seed}", *vqa, f"out_dir={p.train}"]
+    train = train_argv(s, p.store("grinning_face"), p.prior, strategy, s.seed, p.train, extra=vqa)
     phases.append(
         Phase(
             name="train",
-            argv=train_argv,
-            check=train_check(train_argv),
+            argv=train,
+            check=train_check(train),
             description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement"
             + (f"; {s.vqa_ratio:.0%} of batches embodied VQA from the twin (train emojis)" if vqa else ""),
             weight=0.3 + (s.stage1_steps + s.stage2_steps) / 2400,
@@ -226,11 +238,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
         phases.append(
             Phase(
                 name=f"eval_{split}",
-                argv=[_exe("vla-robot"), "eval", "--policy", str(bundle), "--robot", "sim" if s.robot == "widowx250" else f"sim:{s.robot}", "--split", split,
-                      "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s), "--image-size", str(s.image_size),
-                      str(s.image_size), "--max-steps", str(s.max_steps), "--videos", str(s.eval_videos),
-                      *eval_chunk_args(s),
-                      "--seed", str(100_000 + s.seed), "--out", str(p.eval(split)), "--quiet"],
+                argv=eval_argv(s, bundle, split, p.eval(split)),
                 description=f"closed-loop evaluation on {split} emojis ({s.eval_episodes} episodes)",
                 weight=0.1 + s.eval_episodes / 160,
                 outputs=[str(p.eval(split))],

@@ -8,7 +8,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from vla_robot.demo.plan import DemoSettings, Paths, _exe, _layout, eval_chunk_args, train_check, twin_vqa_overrides
+from vla_robot.demo.plan import DemoSettings, Paths, eval_argv, train_argv, train_check, twin_vqa_overrides
 from vla_robot.demo.runner import Phase
 from vla_robot.demo.sources import read_eval
 
@@ -56,23 +56,14 @@ def arm_phases(arm: str, seed: int, s: DemoSettings, out: Path, data: Paths, vqa
     d = arm_dir(out, arm, seed)
     backbone = out / "no_prior" if arm == "no_prior" else data.prior
     tag = f"{arm}_s{seed}"
-    train_argv = [_exe("vla-train"), f"data.stores=[{data.store('grinning_face')}]", f"data.cameras=[{s.camera}]",
-                  f"data.batch_size={s.batch_size}", "model.family=paligemma", f"model.backbone={backbone}",
-                  f"model.image_size={s.image_size}", f"model.horizon={s.horizon}",
-                  f"model.goal_loss_weight={s.goal_loss_weight}", *_strategy(arm, s, data, vqa_ratio),
-                  f"optim.lr_head={s.lr_head}", f"optim.lr_backbone={s.lr_backbone}",
-                  f"steps={s.stage2_steps}", f"seed={seed}", f"out_dir={d / 'train'}"]
-    train = Phase(f"train_{tag}", train_argv, f"{arm} (seed {seed}) on train-emoji placement", 1.0 + s.stage2_steps / 150,
-                  check=train_check(train_argv))
+    argv = train_argv(s, data.store("grinning_face"), backbone, _strategy(arm, s, data, vqa_ratio), seed, d / "train")
+    train = Phase(f"train_{tag}", argv, f"{arm} (seed {seed}) on train-emoji placement", 1.0 + s.stage2_steps / 150,
+                  check=train_check(argv))
     phases = [train]
     for split in ("train", "val"):
         phases.append(Phase(
             f"eval_{split}_{tag}",
-            [_exe("vla-robot"), "eval", "--policy", str(d / "train" / "bundle"), "--robot", "sim", "--split", split,
-             "--episodes", str(s.eval_episodes), "--cards", str(s.n_cards), *_layout(s), "--image-size", str(s.image_size),
-             str(s.image_size), "--max-steps", str(s.max_steps), "--videos", "0", *eval_chunk_args(s),
-             "--seed", str(100_000),
-             "--out", str(d / "eval" / split), "--quiet"],
+            eval_argv(s, d / "train" / "bundle", split, d / "eval" / split),
             f"closed-loop eval of {tag} on {split} emojis", 0.3 + 0.05 * s.eval_episodes,
         ))
     phases.append(Phase(
