@@ -115,6 +115,18 @@ class TwinConfig:
             d["camera_sizes"] = {k: tuple(v) for k, v in d["camera_sizes"].items()}
         return cls(**d)
 
+    def scene(self) -> dict:
+        """What a recorded store says about where its episodes come from (``schema.extra["scene"]``).
+
+        A policy is evaluated and deployed on the scene it was trained on by default: the
+        demo's 2-card fixed-layout bundle failed 4 of 4 episodes in the default 4-card,
+        random-layout twin. ``split`` says which emojis the data shows; an evaluation still
+        chooses the split it tests on. Lighting and camera jitter are randomised per episode.
+        """
+        return {"source": "twin", "robot": self.robot, "task": self.task, "n_cards": self.n_cards,
+                "layout_seed": self.layout_seed, "split": self.split, "cameras": list(self.cameras),
+                "image_size": list(self.image_size), "control_rate_hz": self.control_rate_hz}
+
     @property
     def emoji_pool(self) -> tuple[str, ...]:
         return self.emoji_ids if self.emoji_ids is not None else emoji_catalogue.split_ids(self.split)

@@ -81,12 +81,19 @@ def test_out_of_range_target_is_clipped_and_counted(robot):
     wild = np.array(robot.spec.home)
     wild[0] = 10.0  # waist far beyond +3.14
     wild[6] = 1.0  # finger far beyond 0.037 m
+    held = robot.twin.data.ctrl.copy()
+    vel_before = robot.clamp.velocity_clamps
     robot.send_joint_targets(wild)
     assert robot.clamp_count == before + 1
+    assert robot.clamp.velocity_clamps == vel_before + 1  # and the waist may move 0.314 rad per period at most
     assert robot.twin.sim_time == pytest.approx(t0 + robot.twin.control_period)
-    np.testing.assert_allclose(robot.last_targets[[0, 6]], [3.14, 0.037])
-    np.testing.assert_allclose(robot.twin.data.ctrl[[0, 6]], [3.14, 0.037])
+    step = robot.spec.max_velocity_array * robot.twin.control_period
+    np.testing.assert_allclose(robot.last_targets[[0, 6]], [min(3.14, held[0] + step[0]), 0.037])
+    np.testing.assert_allclose(robot.twin.data.ctrl[[0, 6]], robot.last_targets[[0, 6]])
     assert np.all(np.isfinite(robot.twin.data.qpos))
+    for _ in range(12):  # held for long enough, the target reaches the position limit and stays there
+        robot.send_joint_targets(wild)
+    np.testing.assert_allclose(robot.last_targets[[0, 6]], [3.14, 0.037])
 
 
 def test_send_before_connect_is_refused():

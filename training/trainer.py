@@ -351,7 +351,8 @@ def train(cfg: TrainConfig) -> Path:
     if not main_process:
         return bundle
     bundle = save_bundle(model, out / "bundle", action_space=_action_space(schema), merge=cfg.merge_lora,
-                         provenance=_provenance(cfg, target_stores, history, time.time() - t0))
+                         provenance=_provenance(cfg, target_stores, history, time.time() - t0),
+                         scene=training_scene(target_stores))
     from training.plots import plot_curves
 
     png = plot_curves(history, out / "curves.png")
@@ -374,6 +375,17 @@ def vqa_samples(cfg: TrainConfig, model_cfg: VLAConfig) -> list[dict] | None:
                                  layout_seed=None if cfg.vqa.layout_seed < 0 else cfg.vqa.layout_seed,
                                  questions=cfg.vqa.questions)
     return load_jsonl_vqa(cfg.vqa.source)
+
+
+def training_scene(stores) -> dict | None:
+    """The scene every target store was recorded in (``schema.extra["scene"]``), or None when a
+    store has none or they differ: then `vla-robot eval`/`deploy` fall back to their own defaults."""
+    scenes = [store.schema.extra.get("scene") for store in stores]
+    if not scenes or any(s is None for s in scenes) or any(s != scenes[0] for s in scenes[1:]):
+        if len({json.dumps(s, sort_keys=True) for s in scenes}) > 1:
+            print(f"[bundle] the target stores were recorded in different scenes; the bundle names none: {scenes}")
+        return None
+    return dict(scenes[0])
 
 
 def _action_space(schema) -> dict:

@@ -2,7 +2,8 @@
 
 Layout::
 
-    bundle.json           format/version, action space, cameras, image size, dims, weights kind, provenance
+    bundle.json           format/version, action space, cameras, image size, dims, weights kind, provenance,
+                          scene (where the training episodes were recorded: the twin's cards, layout, ...)
     vla_config.json       VLAConfig (architecture + target)
     normalization.json    the statistics the normaliser was built from
     head.safetensors      action queries, action head, normaliser buffers (float32)
@@ -45,6 +46,7 @@ class BundleInfo:
     weights: str
     stats: dict
     provenance: dict = field(default_factory=dict)
+    scene: dict | None = None  # the training stores' scene (schema.extra["scene"]); None when unknown or mixed
 
 
 def is_peft(backbone) -> bool:
@@ -52,9 +54,10 @@ def is_peft(backbone) -> bool:
 
 
 def save_bundle(model: VLAModel, out_dir: str | Path, action_space: dict | None = None,
-                provenance: dict | None = None, merge: bool = True) -> Path:
+                provenance: dict | None = None, merge: bool = True, scene: dict | None = None) -> Path:
     """Write `model` as a policy bundle. With a LoRA backbone, `merge=True` merges it in place first;
-    `merge=False` stores the unmerged base plus the adapter."""
+    `merge=False` stores the unmerged base plus the adapter. `scene` is where the training
+    episodes were recorded; `vla-robot eval`/`deploy` in the twin default to it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     backbone = model.backbone
@@ -86,6 +89,7 @@ def save_bundle(model: VLAModel, out_dir: str | Path, action_space: dict | None 
         "weights": weights,
         "original_backbone": model.config.backbone,
         "provenance": {"created_unix": time.time(), **(provenance or {})},
+        **({"scene": scene} if scene else {}),
     })
     return out
 
@@ -150,5 +154,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu",
     info = BundleInfo(path=root, config=config, cameras=tuple(meta["cameras"]), image_size=int(meta["image_size"]),
                       state_dim=int(meta["state_dim"]), action_dim=int(meta["action_dim"]),
                       horizon=int(meta["horizon"]), action_space=meta.get("action_space", {}),
-                      weights=meta["weights"], stats=stats, provenance=meta.get("provenance", {}))
+                      weights=meta["weights"], stats=stats, provenance=meta.get("provenance", {}),
+                      scene=meta.get("scene"))
     return model, info

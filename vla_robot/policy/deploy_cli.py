@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+from vla_robot.policy.eval_cli import add_scene_arguments
 from vla_robot.policy.runtime_args import add_runtime_arguments, runtime_config_from_args, with_policy_rate
 
 HARDWARE = ("widowx", "so100")
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--seconds", type=float, default=12.0, help="sim seconds per episode at most")
     sim.add_argument("--seed", type=int, default=0, help="first episode seed")
     sim.add_argument("--split", default="train", choices=("train", "val"), help="emoji split of the table")
-    sim.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
+    add_scene_arguments(sim)
     sim.add_argument("--rate-factor", type=float, default=1.0, help="sim seconds per wall second (1 = real time)")
     sim.add_argument("--out", default="out/deploy", help="where the run report and videos go")
     hw = parser.add_argument_group("hardware")
@@ -61,10 +62,14 @@ def _run_sim(args, policy, runtime) -> int:
     from vla_robot.policy.eval_cli import parse_robot
     from vla_robot.policy.evaluation import EvalConfig
     from vla_robot.policy.report import build_report, write_outputs
+    from vla_robot.policy.scene import choose_scene
 
+    scene = choose_scene(policy, args.cards, args.layout_seed, args.image_size)
+    print(scene.describe())
     cfg = EvalConfig(robot=parse_robot(args.robot, getattr(policy, "robot", "")), split=args.split,
                      episodes=args.episodes, seed=args.seed, max_steps=max(1, int(args.seconds * runtime.control_hz)),
-                     image_size=tuple(args.image_size), videos=args.episodes)
+                     image_size=scene.image_size, n_cards=scene.n_cards, videos=args.episodes,
+                     twin_overrides=scene.twin_overrides())
     t0 = time.perf_counter()
     if args.direct:
         from vla_robot.policy.evaluation import evaluate_in_process

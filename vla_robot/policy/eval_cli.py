@@ -15,6 +15,7 @@ import time
 
 from vla_robot.policy.evaluation import SPLIT_CHOICES
 from vla_robot.policy.runtime_args import add_runtime_arguments, runtime_config_from_args, with_policy_rate
+from vla_robot.policy.scene import choose_scene
 
 ARMS = ("widowx250", "so100")
 
@@ -26,16 +27,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per split")
     parser.add_argument("--seed", type=int, default=100_000, help="first episode seed (episode i uses seed + i)")
     parser.add_argument("--max-steps", type=int, default=120, help="control steps per episode at most")
-    parser.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"), help="twin camera resolution")
-    parser.add_argument("--cards", type=int, default=4, help="emoji cards on the table")
-    parser.add_argument("--layout-seed", type=int, default=None,
-                        help="fix the card/cube layout of every episode (only the emojis change); default: random")
+    add_scene_arguments(parser)
     parser.add_argument("--videos", type=int, default=2, help="episodes per split saved as MP4")
     parser.add_argument("--through-ros", action="store_true",
                         help="run through the ROS 2 nodes (twin arm + cameras + policy node over DDS) instead of in-process")
     parser.add_argument("--out", default="out/eval", help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_arguments(parser, asynchronous_default=False)
+
+
+def add_scene_arguments(parser: argparse.ArgumentParser) -> None:
+    """The twin scene flags of `eval` and `deploy --robot sim`; unset, they take the bundle's scene."""
+    parser.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("W", "H"),
+                        help="twin camera resolution (default: the bundle's training scene, else 224 224)")
+    parser.add_argument("--cards", type=int, default=None,
+                        help="emoji cards on the table (default: the bundle's training scene, else 4)")
+    parser.add_argument("--layout-seed", type=int, default=None,
+                        help="fix the card/cube layout of every episode (only the emojis change); -1: a random "
+                        "layout per episode (default: the bundle's training scene, else random)")
 
 
 def parse_robot(value: str, policy_robot: str = "") -> str:
@@ -54,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     runtime = runtime_config_from_args(args)
     policy = load_policy(args.policy, runtime)
     runtime = with_policy_rate(runtime, args, policy)
+    scene = choose_scene(policy, args.cards, args.layout_seed, args.image_size)
+    print(scene.describe())
     cfg = EvalConfig(robot=parse_robot(args.robot, getattr(policy, "robot", "")), split=args.split,
                      episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
-                     image_size=tuple(args.image_size), n_cards=args.cards, videos=args.videos,
-                     twin_overrides={} if args.layout_seed is None else {"layout_seed": args.layout_seed})
+                     image_size=scene.image_size, n_cards=scene.n_cards, videos=args.videos,
+                     twin_overrides=scene.twin_overrides())
     t0 = time.perf_counter()
     if args.through_ros:
         from vla_robot.ros.policy_eval import evaluate_through_ros
@@ -67,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         records, runtime_report = evaluate_in_process(policy, cfg, runtime, progress=not args.quiet)
         mode = "in_process"
-    meta = {"mode": mode, "policy": policy.describe(), "eval": cfg.__dict__, "runtime_config": runtime.as_dict(),
+    meta = {"mode": mode, "policy": policy.describe(), "eval": cfg.__dict__, "scene_sources": scene.sources,
+            "runtime_config": runtime.as_dict(),
             "wall_s": time.perf_counter() - t0}
     report = build_report(records, runtime_report, meta)
     paths = write_outputs(report, records, args.out, fps=runtime.control_hz)

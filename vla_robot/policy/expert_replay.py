@@ -65,6 +65,7 @@ def twin_kwargs(data: dict) -> dict:
 
 class ExpertReplayPolicy:
     action_space = "joint"
+    scene = None  # replays whatever episode the evaluation builds
 
     def __init__(self, robot: str = "widowx250", chunk_size: int = 10, cameras: tuple[str, ...] = ("third_person",)):
         from vla_robot.robots.specs import get_robot_spec

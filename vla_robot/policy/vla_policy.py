@@ -44,6 +44,7 @@ class VLAPolicy:
         self.control_hz = space.get("control_rate_hz")
         self.joint_names = tuple(space.get("joint_names") or space.get("names") or ())
         self.camera_names = tuple(info.cameras)
+        self.scene = dict(info.scene) if info.scene else None  # where the training data was recorded
         self.state_dim = int(info.state_dim)
         self.device = model.device
         self.decoder = model.decoder
@@ -74,6 +75,7 @@ class VLAPolicy:
             "horizon": self.chunk_size,
             "action_dim": self.action_dim,
             "action_space": self.action_space,
+            "scene": self.scene,
             "device": str(self.device),
             "cuda_graph_head": self.head.active,
             "vlm_compile": self.config.vlm_compile,

@@ -239,9 +239,12 @@ class ArmNode(Node):
     def _sim_tick(self) -> None:
         if self.p.lockstep:
             self._await_command()
-        with self._command_lock:
-            command = self._command
         with self.twin_lock:
+            # Read the command under the twin lock: read before it, a reset could slip in between and
+            # the previous episode's last command would drive the freshly reset arm back to where that
+            # episode ended, and it held there (91 of 600 demo episodes started away from home).
+            with self._command_lock:
+                command = self._command
             step_stamp = self.stamp_of(self.twin.sim_time)
             if command is not None:
                 try:

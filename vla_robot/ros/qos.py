@@ -37,3 +37,14 @@ def joint_qos(kind: str) -> QoSProfile:
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
     return sensor_qos(kind)
+
+
+def latest_qos(kind: str) -> QoSProfile:
+    """A controller's view of joint states: only the newest one (KEEP_LAST 1), reliable or best
+    effort like ``kind`` so it matches the same publishers. A deep queue makes a lagging controller
+    answer a backlog of old states one by one; the scripted teleop then ran its plan ahead of the
+    arm, and the lock-stepped twin stopped waiting for it (demo episodes 19-74 steps longer than
+    the plan, the arm pausing mid-motion, on a loaded CPU)."""
+    base = joint_qos(kind)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=base.reliability,
+                      durability=DurabilityPolicy.VOLATILE)

@@ -97,6 +97,7 @@ class SimStack:
                 # a step's action is settled once the next step's is out: two ticks, one of which may
                 # stall on the teleop; waiting less would close steps early and count them as gaps
                 "max_wait_s": self.LOCKSTEP_TIMEOUT_S + 2.0 / (c.control_rate_hz * c.rate_factor) + 1.0,
+                "scene": json.dumps(self.twin.config.scene()),  # the bundle trained on this store deploys here
             }, context=ctx))
         self.operator = self.process.add(OperatorClient(context=ctx))
         self.process.start()
@@ -116,7 +117,9 @@ class SimStack:
             op.wait_instruction_ready(self.recorder, self.twin)
             with self.twin_lock:
                 self.expert.reset()  # plan for this episode before "done" is read
+                first = self.arm.stamp_of(0.0)  # this episode's clock starts here
             previous = self.twin.episode
+            self._wait_for_recorder(first, ("state",), f"episode {episode}: the new episode's first state")
             started = op.call(Trigger, "/recorder/start")
             if not started.success:
                 raise RuntimeError(f"episode {episode}: start refused: {started.message}")
@@ -130,6 +133,9 @@ class SimStack:
             time.sleep(2.0 / (self.config.control_rate_hz * self.config.rate_factor))  # the last action lands
             op.call(SetBool, "/teleop/enable", data=False)
             verdict = json.loads(op.call(Trigger, "/arm/evaluate").message)
+            with self.twin_lock:
+                last = self.arm.stamp_of(self.twin.sim_time)  # the state the verdict was taken on
+            self._wait_for_recorder(last, None, f"episode {episode}: its last step")
             saved = op.call(SetBool, "/recorder/save", data=bool(verdict["success"]))
             if not saved.success:
                 # A starved CPU can leave an episode with no aligned frame; the recorder has already
@@ -148,6 +154,17 @@ class SimStack:
                 progress(results[-1])
             episode += 1
         return results
+
+    def _wait_for_recorder(self, stamp: float, streams, what: str, timeout_s: float = 60.0) -> None:
+        """Wait until the recorder has taken in every stream up to ``stamp`` (its callbacks run late
+        on a starved CPU; see RecorderNode.received_through)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.recorder.received_through(stamp, streams):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: the recorder has not received the stream(s) "
+                                   f"{list(streams or ['state', 'action', 'images'])} up to sim stamp {stamp:.3f} "
+                                   f"within {timeout_s:.0f}s (newest: {self.recorder.seen})")
+            time.sleep(0.002)
 
     def _wait_for_new_twin_episode(self, previous, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -27,7 +27,7 @@ from vla_robot.robots.specs import get_robot_spec
 from vla_robot.ros.conversions import MessageError, from_time, joint_positions_from_msg, trajectory_msg
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
-from vla_robot.ros.qos import joint_qos, sensor_qos, COMMAND_QOS, LATCHED_QOS
+from vla_robot.ros.qos import joint_qos, latest_qos, sensor_qos, COMMAND_QOS, LATCHED_QOS
 
 MODES = ("scripted", "leader", "joy", "twist", "keyboard")
 
@@ -65,7 +65,7 @@ class TeleopNode(Node):
         if mode == "scripted":
             if expert is None:
                 raise ValueError("teleop mode 'scripted' runs composed with the twin (vla-robot collect --robot sim)")
-            self.create_subscription(JointState, "joint_states", self._on_state_scripted, joint_qos(self.p.sensor_qos))
+            self.create_subscription(JointState, "joint_states", self._on_state_scripted, latest_qos(self.p.sensor_qos))
         elif mode == "leader":
             from vla_robot.teleop.leader_follower import LeaderFollowerMap
 
