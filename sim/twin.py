@@ -248,7 +248,8 @@ class Twin:
         on_table = abs(cube[2] - self.arm.cube_size / 2) < ON_TABLE_TOL
         resting = released and on_table and speed < REST_SPEED
         result = {"task": ep.task, "target": ep.target, "instruction": ep.instruction, "released": released,
-                  "resting": resting, "cube_pos": cube.tolist()}
+                  "resting": resting, "cube_pos": cube.tolist(),
+                  "cards": list(ep.card_labels), "card_xy": lay.card_xy.tolist()}  # the table it was judged on
         if ep.task == "grinning_face":
             card = card_under(cube[:2], lay.card_xy, lay.card_yaw, half)
             executed = bool(resting and card is not None)

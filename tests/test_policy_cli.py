@@ -101,3 +101,59 @@ def test_eval_cli_layout_seed_fixes_the_layout(tmp_path):
     assert report["eval"]["twin_overrides"] == {"layout_seed": 7}
     a, b = report["episodes"]
     assert a["seed"] != b["seed"] and a["instruction"] != b["instruction"]
+
+
+def _with_scene(bundle, tmp_path, scene):
+    """The trained bundle as `vla-train` writes it from a store that recorded its scene."""
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    meta = json.loads((copy / "bundle.json").read_text())
+    (copy / "bundle.json").write_text(json.dumps({**meta, "scene": scene}))
+    return copy
+
+
+SCENE = {"source": "twin", "robot": "widowx250", "task": "grinning_face", "n_cards": 2, "layout_seed": 3,
+         "split": "train", "cameras": ["third_person"], "image_size": [SIZE, SIZE], "control_rate_hz": 10.0}
+
+
+def test_eval_defaults_to_the_bundles_scene_and_flags_override_it(trained_bundle, tmp_path, capsys):
+    """A bundle trained on a 2-card, fixed-layout, 32x32 store is evaluated there unless told otherwise
+    (the demo's bundle failed 4 of 4 episodes in the twin's 4-card random-layout default)."""
+    bundle = _with_scene(trained_bundle, tmp_path, SCENE)
+    base = ["eval", "--policy", str(bundle), "--episodes", "2", "--max-steps", "2", "--videos", "0", "--quiet"]
+    assert vla_robot(base + ["--out", str(tmp_path / "a")]) == 0
+    said = capsys.readouterr().out
+    assert "2 cards (bundle)" in said and "layout seed 3 (bundle)" in said and f"{SIZE}x{SIZE} images (bundle)" in said
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["eval"]["n_cards"] == 2 and report["eval"]["twin_overrides"] == {"layout_seed": 3}
+    assert report["eval"]["image_size"] == [SIZE, SIZE] and report["policy"]["scene"] == SCENE
+    first, second = report["episodes"]
+    assert len(first["cards"]) == 2 and first["card_xy"] == second["card_xy"]  # the bundle's fixed layout
+    assert vla_robot(base + ["--cards", "3", "--layout-seed", "-1", "--image-size", "48", "48",
+                             "--out", str(tmp_path / "b")]) == 0
+    said = capsys.readouterr().out
+    assert "3 cards (flag)" in said and "random layouts (flag)" in said and "48x48 images (flag)" in said
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["eval"]["n_cards"] == 3 and report["eval"]["twin_overrides"] == {}
+    first, second = report["episodes"]
+    assert len(first["cards"]) == 3 and first["card_xy"] != second["card_xy"]
+
+
+def test_deploy_in_the_twin_defaults_to_the_bundles_scene(trained_bundle, tmp_path, capsys):
+    bundle = _with_scene(trained_bundle, tmp_path, SCENE)
+    assert vla_robot(["deploy", "--robot", "sim", "--policy", str(bundle), "--direct", "--seconds", "0.3",
+                      "--out", str(tmp_path / "direct")]) == 0
+    assert "twin scene: 2 cards (bundle), layout seed 3 (bundle)" in capsys.readouterr().out
+    episode = json.loads((tmp_path / "direct" / "report.json").read_text())["episodes"][0]
+    assert len(episode["cards"]) == 2
+
+
+def test_a_bundle_without_a_scene_keeps_the_twin_defaults(tmp_path, capsys):
+    from vla_robot.policy.expert_replay import write_expert_replay_bundle
+
+    bundle = write_expert_replay_bundle(tmp_path / "bundle")
+    assert vla_robot(["eval", "--policy", str(bundle), "--episodes", "1", "--max-steps", "1", "--image-size", "32", "32",
+                      "--videos", "0", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    assert "4 cards (default), random layouts (default), 32x32 images (flag)" in capsys.readouterr().out

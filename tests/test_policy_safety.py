@@ -152,3 +152,20 @@ def test_bad_safety_config_names_the_key():
         SafetyConfig(velocity_scale=2.0)
     with pytest.raises(ValueError, match="workspace_low"):
         SafetyConfig(workspace_low=(1, 1, 1), workspace_high=(0, 0, 0))
+
+
+def test_float32_storage_of_a_limit_is_not_a_clamp():
+    """The WidowX gripper is commanded exactly at its limits (0.037 open, 0.015 closed). Stored as
+    float32 they come back 5e-10 outside; counted, they made half of all eval steps 'position
+    clamps'. They are still clipped (never past the limit), but not counted; a real overshoot is."""
+    s, _ = layer()
+    for gripper in (np.float32(0.037), np.float32(0.015)):
+        action = np.array(WIDOWX_250.home)
+        action[-1] = float(gripper)
+        out = s.filter(action, action)
+        assert out.targets[-1] <= WIDOWX_250.upper[-1] and out.targets[-1] >= WIDOWX_250.lower[-1]
+        assert "position_clamp" not in out.events
+    action = np.array(WIDOWX_250.home)
+    action[-1] = 0.0371
+    assert "position_clamp" in s.filter(action, action).events
+    assert s.report()["position_clamp"] == 1

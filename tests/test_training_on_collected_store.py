@@ -62,3 +62,20 @@ def test_every_strategy_trains_on_a_ros_collected_store(collected, tmp_path, str
     assert info.provenance["train_config"]["strategy"]["name"] == strategy
     assert info.provenance["stores"][0]["url"] == collected["target"]
     assert info.provenance["stores"][0]["episodes"] == 2
+    with EpisodeStore.open(collected["target"]) as store:
+        recorded = store.schema.extra["scene"]
+    # the scene the store was recorded in travels into the bundle: eval and deploy default to it
+    assert info.scene == recorded and recorded["n_cards"] == 4 and recorded["image_size"] == [32, 32]
+
+
+def test_stores_from_different_scenes_give_a_bundle_without_one():
+    from training.trainer import training_scene
+
+    class Store:
+        def __init__(self, scene):
+            self.schema = type("Schema", (), {"extra": {"scene": scene} if scene else {}})()
+
+    two = {"n_cards": 2, "layout_seed": 2}
+    assert training_scene([Store(two), Store(dict(two))]) == two
+    assert training_scene([Store(two), Store({"n_cards": 4, "layout_seed": None})]) is None
+    assert training_scene([Store(two), Store(None)]) is None
