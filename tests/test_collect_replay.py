@@ -45,7 +45,7 @@ def recorded(tmp_path_factory):
         return late
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(TeleopNode, "_on_state_scripted", slowed(TeleopNode._on_state_scripted, 0.008))
+    patch.setattr(TeleopNode, "_on_state_scripted", slowed(TeleopNode._on_state_scripted, 0.005))
     patch.setattr(RecorderNode, "_on_state", slowed(RecorderNode._on_state, 0.004))
     root = tmp_path_factory.mktemp("replay")
     config = SimStackConfig(store=str(root / "demo.zarr"), n_cards=2, layout_seed=2, cameras=("third_person",),
