@@ -198,3 +198,57 @@ def test_decoder_captures_in_a_cuda_graph(backbones, tmp_path):
         assert torch.allclose(static_out, decoder(hidden * 0.5, state), atol=1e-4)
         assert torch.allclose(model.predict_action(b["images"], b["instructions"], state),
                               decoder(hidden, state), atol=1e-4)
+
+
+def test_goal_hypotheses_split_between_end_states_and_the_chunk_commits_to_one(backbones, tmp_path):
+    """Two demonstrations that look the same and end in different places (the instruction did not
+    settle which card): one regressed goal lands between them, and so did the demo's arm, with the
+    cube off both cards. With two goal modes the hypotheses split winner-takes-all, one per end
+    state, and the runtime's decoder acts on one of them, never on their mean."""
+    cfg = tiny_vla(backbones["paligemma"], "paligemma").config
+    cfg.goal_loss_weight = 1.0
+    batch = robot_batch(tiny_vla(backbones["paligemma"], "paligemma"), batch=2)
+    for key in ("inputs",):
+        batch[key] = {k: v[:1].expand(2, *v.shape[1:]).clone() for k, v in batch[key].items()}
+    batch["images"] = {c: v[:1].expand(2, *v.shape[1:]).clone() for c, v in batch["images"].items()}
+    batch["instructions"] = [batch["instructions"][0]] * 2
+    batch["state"] = batch["state"][:1].expand(2, -1).clone()
+    batch["goal_state"] = torch.tensor([[1.0] * S, [-1.0] * S])
+
+    def fitted(modes):
+        cfg.goal_modes = modes
+        torch.manual_seed(0)
+        model = VLAModel.from_pretrained_backbone(cfg, toy_stats())
+        optim = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(80):
+            optim.zero_grad()
+            model.compute_loss(batch)["loss"].backward()
+            optim.step()
+        return model.eval()
+
+    single, model = fitted(1), fitted(2)
+    with torch.no_grad():
+        hidden = single.encode(batch["images"], batch["instructions"])
+        assert single.head.goal.most_likely(hidden)[0].abs().max() < 0.3  # the mean of +1 and -1
+        out = model.compute_loss(batch)
+        assert set(out) == {"loss", "arm_loss", "gripper_loss", "goal_loss", "goal_score_loss"}
+        hidden = model.encode(batch["images"], batch["instructions"])
+        goals, logits = model.head.goal(hidden)
+        ends = sorted(float(g.mean()) for g in goals[0])
+        assert ends[0] < -0.8 and ends[1] > 0.8, goals[0]  # one hypothesis per end state
+        chosen = model.head.goal.most_likely(hidden)[0]
+        assert chosen.abs().min() > 0.7  # an end state, not between them
+    chunk = model.predict_action(batch["images"], batch["instructions"], batch["state"])
+    path = save_bundle(model, tmp_path / "bundle", action_space={"type": "joint_position"}, provenance={})
+    loaded, info = load_bundle(path)
+    assert info.config.goal_modes == 2
+    assert torch.allclose(loaded.predict_action(batch["images"], batch["instructions"], batch["state"]), chunk, atol=1e-5)
+    with torch.no_grad():  # the decoder acts on the chosen hypothesis: the other one moves the chunk
+        goals, logits = loaded.head.goal(hidden)
+        other = loaded.head.goal.pick(goals, 1 - logits.argmax(-1))
+        state_norm = loaded.normalizer.normalise_state(batch["state"])
+        acted_other = loaded.normalizer.denormalise(loaded.head(hidden, state_norm, other))
+    assert not torch.allclose(acted_other, chunk, atol=1e-3)
+    with pytest.raises(ValueError, match="goal_modes must be in 1..16"):
+        VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, state_dim=S, goal_loss_weight=1.0,
+                  goal_modes=0)

@@ -65,7 +65,7 @@ def resolve_model_config(cfg: TrainConfig, schema) -> VLAConfig:
                      state_dim=schema.state_dim if m.use_proprio else 0, cameras=cameras, image_size=m.image_size,
                      num_action_queries=m.num_action_queries, head_hidden=m.head_hidden, head_layers=m.head_layers,
                      target=m.target, gripper_dims=tuple(grip), num_bins=m.num_bins,
-                     goal_loss_weight=m.goal_loss_weight, trust_remote_code=m.trust_remote_code)
+                     goal_loss_weight=m.goal_loss_weight, goal_modes=m.goal_modes, trust_remote_code=m.trust_remote_code)
 
 
 def check_data(cfg: TrainConfig, stores, where: str) -> None:
@@ -95,25 +95,11 @@ def load_stats(cfg: TrainConfig, stores) -> dict:
             raise ConfigError(f"data.stats_path {path} does not exist")
         return json.loads(path.read_text())
     if len(stores) == 1:
-        stats = stores[0].stats()
-    else:
-        from vla_robot.data.stats import compute_stats
+        return stores[0].stats()
+    from vla_robot.data.stats import compute_stats
 
-        cols = {k: np.concatenate([s.read(k, i) for s in stores for i in s.episode_indices()]) for k in ("state", "action")}
-        stats = compute_stats(cols)
-    return _floored(stats, stores[0].schema)
-
-
-def _floored(stats: dict, schema) -> dict:
-    """State std floored at 1 % of each joint's travel (normalization.floor_state_std), for a known arm."""
-    from vla_robot.models.normalization import floor_state_std
-    from vla_robot.robots.specs import ROBOT_SPECS
-
-    spec = ROBOT_SPECS.get(schema.robot)
-    if spec is None or spec.dof != schema.state_dim:
-        print(f"[stats] robot {schema.robot!r} has no joint limits here: state std not floored")
-        return stats
-    return floor_state_std(stats, spec.lower, spec.upper)
+    cols = {k: np.concatenate([s.read(k, i) for s in stores for i in s.episode_indices()]) for k in ("state", "action")}
+    return compute_stats(cols)
 
 
 def build_model(cfg: TrainConfig, model_cfg: VLAConfig, stats: dict) -> VLAModel:
