@@ -100,3 +100,20 @@ def test_beating_random_needs_significance_not_just_a_higher_rate():
 
     assert not row(9, 15)["beats_random"]
     assert row(16, 20)["beats_random"] and row(16, 20)["p_vs_random"] < 0.05
+
+
+def test_acceptance_judges_a_demo_run_on_the_issue_bars(run_dir):
+    """`python -m vla_robot.demo.acceptance --judge out/demo`: the numbers come from the report and
+    the eval JSON, and a run that misses a bar is said to miss it."""
+    from vla_robot.demo.acceptance import judge, verdict
+
+    result = judge(run_dir)
+    rows = {r["split"]: r for r in json.loads((run_dir / "report" / "metrics.json").read_text())}
+    assert result["train_exe"] == rows["train"]["exe_sr"] and result["val_p"] == rows["val"]["p_vs_random"]
+    reports = [json.loads((run_dir / "eval" / s / "report.json").read_text()) for s in ("train", "val")]
+    steps = sum(e["steps"] for r in reports for e in r["episodes"])
+    clamps = sum(r["runtime"]["safety"]["position_clamp"] + r["runtime"]["safety"]["velocity_clamp"] for r in reports)
+    assert result["clamp_frac"] == pytest.approx(clamps / steps) and result["demo_seconds"] == 12.0
+    checks = verdict(result)
+    assert checks["val Rec. SR >= 75 %, p < 0.01"] is False  # one val episode cannot beat a random card at p < 0.01
+    assert verdict({**result, "minutes": 25.0})["<= 20 min, set-up included"] is False
