@@ -62,7 +62,6 @@ class ModelSection:
     gripper_dims: list[int] | None = None  # None: action names containing "gripper"
     num_bins: int = 256
     goal_loss_weight: float = 0.0  # > 0: the head predicts the episode's final state and acts on it (models/head.py)
-    goal_modes: int = 1  # > 1: that many scored goal hypotheses; the head acts on the most likely (models/head.py)
     trust_remote_code: bool = False
 
 
@@ -185,8 +184,6 @@ class TrainConfig:
             raise ConfigError(f"model.family {self.model.family!r} is unknown; allowed: {', '.join(FAMILIES)}")
         if self.model.target not in TARGETS:
             raise ConfigError(f"model.target {self.model.target!r} is unknown; allowed: {', '.join(TARGETS)}")
-        if not 1 <= self.model.goal_modes <= 16:
-            raise ConfigError(f"model.goal_modes must be in 1..16 (1: one regressed goal), got {self.model.goal_modes}")
         if self.model.goal_loss_weight < 0:
             raise ConfigError(f"model.goal_loss_weight must be >= 0 (0 turns goal prediction off), "
                               f"got {self.model.goal_loss_weight}")

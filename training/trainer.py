@@ -65,7 +65,7 @@ def resolve_model_config(cfg: TrainConfig, schema) -> VLAConfig:
                      state_dim=schema.state_dim if m.use_proprio else 0, cameras=cameras, image_size=m.image_size,
                      num_action_queries=m.num_action_queries, head_hidden=m.head_hidden, head_layers=m.head_layers,
                      target=m.target, gripper_dims=tuple(grip), num_bins=m.num_bins,
-                     goal_loss_weight=m.goal_loss_weight, goal_modes=m.goal_modes, trust_remote_code=m.trust_remote_code)
+                     goal_loss_weight=m.goal_loss_weight, trust_remote_code=m.trust_remote_code)
 
 
 def check_data(cfg: TrainConfig, stores, where: str) -> None:

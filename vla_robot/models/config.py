@@ -41,7 +41,6 @@ class VLAConfig:
     gripper_loss_weight: float = 1.0
     num_bins: int = 256
     goal_loss_weight: float = 0.0
-    goal_modes: int = 1  # > 1: that many goal hypotheses, scored; the chunk acts on the most likely one
     trust_remote_code: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -64,8 +63,6 @@ class VLAConfig:
             raise ValueError(f"model.state_dim must be >= 0 (0 disables proprioception), got {self.state_dim}")
         if not self.cameras:
             raise ValueError("model.cameras must name at least one camera")
-        if not 1 <= self.goal_modes <= 16:
-            raise ValueError(f"model.goal_modes must be in 1..16, got {self.goal_modes}")
         if self.goal_loss_weight < 0:
             raise ValueError(f"model.goal_loss_weight must be >= 0 (0 disables it), got {self.goal_loss_weight}")
         if self.goal_loss_weight > 0 and (self.state_dim == 0 or self.target != "continuous"):

@@ -21,33 +21,14 @@ class GoalHead(nn.Module):
     whatever the target, so the chunk loss says little about *where* the episode goes. A
     regression on the final state gives every frame that signal. Linear on purpose: the
     target must be readable from the query states themselves.
-
-    With ``modes > 1`` it predicts that many candidate goals and a score for each (multiple
-    hypotheses, trained winner-takes-all): the episode ends on *one* card, and a single
-    regression put the goal, and the arm after it, between the cards whenever it was unsure.
-    ``forward`` returns (goals (B, modes, state_dim), logits (B, modes)).
     """
 
-    def __init__(self, hidden_size: int, num_queries: int, state_dim: int, modes: int = 1):
+    def __init__(self, hidden_size: int, num_queries: int, state_dim: int):
         super().__init__()
-        self.modes, self.state_dim = modes, state_dim
-        out = modes * state_dim + (modes if modes > 1 else 0)
-        self.net = nn.Sequential(nn.LayerNorm(num_queries * hidden_size), nn.Linear(num_queries * hidden_size, out))
+        self.net = nn.Sequential(nn.LayerNorm(num_queries * hidden_size), nn.Linear(num_queries * hidden_size, state_dim))
 
-    def forward(self, query_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(query_hidden.float().flatten(1))
-        goals = out[:, : self.modes * self.state_dim].view(-1, self.modes, self.state_dim)
-        logits = out[:, self.modes * self.state_dim:] if self.modes > 1 else out.new_zeros(out.shape[0], 1)
-        return goals, logits
-
-    @staticmethod
-    def pick(goals: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """goals (B, M, S), index (B,) → (B, S). Static shapes (CUDA-graph safe)."""
-        return goals.gather(1, index.view(-1, 1, 1).expand(-1, 1, goals.shape[-1])).squeeze(1)
-
-    def most_likely(self, query_hidden: torch.Tensor) -> torch.Tensor:
-        goals, logits = self(query_hidden)
-        return self.pick(goals, logits.argmax(-1))
+    def forward(self, query_hidden: torch.Tensor) -> torch.Tensor:
+        return self.net(query_hidden.float().flatten(1))
 
 
 class ActionHead(nn.Module):
@@ -63,11 +44,11 @@ class ActionHead(nn.Module):
     """
 
     def __init__(self, hidden_size: int, num_queries: int, horizon: int, action_dim: int, state_dim: int,
-                 head_hidden: int = 256, head_layers: int = 2, predict_goal: bool = False, goal_modes: int = 1):
+                 head_hidden: int = 256, head_layers: int = 2, predict_goal: bool = False):
         super().__init__()
         self.horizon, self.action_dim, self.state_dim = horizon, action_dim, state_dim
         self.proprio = nn.Linear(state_dim, hidden_size) if state_dim else None
-        self.goal = GoalHead(hidden_size, num_queries, state_dim, goal_modes) if predict_goal else None
+        self.goal = GoalHead(hidden_size, num_queries, state_dim) if predict_goal else None
         self.goal_token = nn.Linear(state_dim, hidden_size) if predict_goal else None
         tokens = num_queries + (1 if state_dim else 0) + (1 if predict_goal else 0)
         layers: list[nn.Module] = [nn.LayerNorm(tokens * hidden_size)]
@@ -78,18 +59,15 @@ class ActionHead(nn.Module):
         layers.append(nn.Linear(width, horizon * action_dim))
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, query_hidden: torch.Tensor, state_norm: torch.Tensor | None = None,
-                goal: torch.Tensor | None = None) -> torch.Tensor:
-        """``goal``: the normalised goal to act on (training passes the hypothesis nearest the
-        recorded end state); None at run time: the most likely predicted goal."""
+    def forward(self, query_hidden: torch.Tensor, state_norm: torch.Tensor | None = None) -> torch.Tensor:
         tokens = query_hidden.float()
         if self.proprio is not None:
             if state_norm is None:
                 raise ValueError(f"this head was built with state_dim={self.state_dim}; pass the robot state")
             tokens = torch.cat([tokens, self.proprio(state_norm.float()).unsqueeze(1)], dim=1)
         if self.goal is not None:
-            goal = self.goal.most_likely(query_hidden) if goal is None else goal
-            tokens = torch.cat([tokens, self.goal_token(goal).unsqueeze(1)], dim=1)
+            goal_token = self.goal_token(self.goal(query_hidden))
+            tokens = torch.cat([tokens, goal_token.unsqueeze(1)], dim=1)
         out = self.mlp(tokens.flatten(1))
         return out.view(-1, self.horizon, self.action_dim)
 

@@ -27,7 +27,6 @@ from vla_robot.models.processors import load_processor
 from vla_robot.models.prompting import VLAPreprocessor
 
 IGNORE_INDEX = -100
-GOAL_WTA_EPS = 0.05  # relaxed winner-takes-all: the losing goal hypotheses still get this share
 
 
 def text_hidden_size(hf_config) -> int:
@@ -55,7 +54,7 @@ class VLAModel(nn.Module):
         self.action_queries = nn.Parameter(torch.randn(config.num_action_queries, hidden) * 0.02)
         self.head = ActionHead(hidden, config.num_action_queries, config.horizon, config.action_dim,
                                config.state_dim, config.head_hidden, config.head_layers,
-                               predict_goal=config.goal_loss_weight > 0, goal_modes=config.goal_modes)
+                               predict_goal=config.goal_loss_weight > 0)
         self.normalizer = normalizer
         self._pending_queries: torch.Tensor | None = None
         self._hook = None
@@ -145,11 +144,10 @@ class VLAModel(nn.Module):
         return torch.full((batch, self.config.num_action_queries), pad, dtype=torch.long, device=self.device)
 
     # ---------------------------------------------------------------- actions
-    def action_head(self, query_hidden: torch.Tensor, state: torch.Tensor | None = None,
-                    goal: torch.Tensor | None = None) -> torch.Tensor:
+    def action_head(self, query_hidden: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Query states + raw state → normalised chunk (arm in [-1, 1], gripper logits)."""
         state_norm = self.normalizer.normalise_state(state) if (state is not None and self.config.state_dim) else None
-        return self.head(query_hidden, state_norm, goal)
+        return self.head(query_hidden, state_norm)
 
     @torch.no_grad()
     def predict_action(self, images: dict[str, torch.Tensor], instructions: list[str],
@@ -180,9 +178,7 @@ class VLAModel(nn.Module):
             return {"loss": self.lm_loss(batch["inputs"], labels)}
         state = batch.get("state")
         query_hidden = self.encode_inputs(batch["inputs"])
-        goal_out = self._goal_losses(batch, query_hidden) if self.head.goal is not None else {}
-        pred = self.action_head(query_hidden, state.to(self.device) if state is not None else None,
-                                goal_out.pop("_act_on", None))
+        pred = self.action_head(query_hidden, state.to(self.device) if state is not None else None)
         target = self.normalizer.normalise_action(action)
         weight = valid.unsqueeze(-1).float()
         denom = weight.sum().clamp_min(1.0)
@@ -199,39 +195,15 @@ class VLAModel(nn.Module):
             bce = F.binary_cross_entropy_with_logits(pred[..., grip], target[..., grip], reduction="none")
             out["gripper_loss"] = (bce * weight).sum() / (denom * len(grip))
             total = total + cfg.gripper_loss_weight * out["gripper_loss"]
-        if goal_out:
-            out.update(goal_out)
+        if self.head.goal is not None:
+            if "goal_state" not in batch:
+                raise ValueError("model.goal_loss_weight > 0 but the batch has no goal_state "
+                                 "(RobotCollator adds it when the model uses proprioception)")
+            goal = self.normalizer.normalise_state(batch["goal_state"].to(self.device))
+            out["goal_loss"] = F.huber_loss(self.head.goal(query_hidden), goal.float(), delta=cfg.huber_delta)
             total = total + cfg.goal_loss_weight * out["goal_loss"]
         out["loss"] = total
         return out
-
-    def _goal_losses(self, batch: dict, query_hidden: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Goal-head losses and the goal the chunk is trained to act on (``_act_on``).
-
-        One mode: a Huber regression on the recorded end state, and the chunk acts on the
-        prediction. Several: relaxed winner-takes-all (the hypothesis nearest the recorded end
-        state takes 1 - eps of the regression, the others share eps so none is left untrained),
-        a cross-entropy that scores the winner, and the chunk acts on the winner: the hypothesis
-        it will be given at run time, when the scores pick one.
-        """
-        if "goal_state" not in batch:
-            raise ValueError("model.goal_loss_weight > 0 but the batch has no goal_state "
-                             "(RobotCollator adds it when the model uses proprioception)")
-        cfg = self.config
-        goal = self.normalizer.normalise_state(batch["goal_state"].to(self.device)).float()
-        goals, logits = self.head.goal(query_hidden)
-        per_mode = F.huber_loss(goals, goal.unsqueeze(1).expand_as(goals), reduction="none",
-                                delta=cfg.huber_delta).mean(-1)  # (B, modes)
-        modes = goals.shape[1]
-        if modes == 1:
-            return {"goal_loss": per_mode.mean(), "_act_on": goals[:, 0]}
-        winner = per_mode.detach().argmin(-1)
-        eps = GOAL_WTA_EPS
-        weights = torch.full_like(per_mode, eps / (modes - 1)).scatter(1, winner.unsqueeze(1), 1.0 - eps)
-        regression = (weights * per_mode).sum(-1).mean()
-        score = F.cross_entropy(logits, winner)
-        return {"goal_loss": regression + score, "goal_score_loss": score.detach(),
-                "_act_on": self.head.goal.pick(goals, winner)}
 
     def lm_loss(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on `labels` (B, T) appended after the prompt (IGNORE_INDEX = skip).
