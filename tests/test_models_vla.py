@@ -198,3 +198,55 @@ def test_decoder_captures_in_a_cuda_graph(backbones, tmp_path):
         assert torch.allclose(static_out, decoder(hidden * 0.5, state), atol=1e-4)
         assert torch.allclose(model.predict_action(b["images"], b["instructions"], state),
                               decoder(hidden, state), atol=1e-4)
+
+
+def test_classified_goal_acts_on_one_end_state_never_between_two(backbones, tmp_path):
+    """Two demonstrations that look the same and end in different places (the instruction alone
+    did not settle which card). A regressed goal lands between them, and so did the demo's arm,
+    with the cube off both cards. A classified goal (`goal_classes`: scores over end states found
+    by k-means) acts on one of the two, and the bundle keeps the classes."""
+    cfg = tiny_vla(backbones["paligemma"], "paligemma").config
+    cfg.goal_loss_weight = 1.0
+    batch = robot_batch(tiny_vla(backbones["paligemma"], "paligemma"), batch=2)
+    batch["inputs"] = {k: v[:1].expand(2, *v.shape[1:]).clone() for k, v in batch["inputs"].items()}
+    batch["images"] = {c: v[:1].expand(2, *v.shape[1:]).clone() for c, v in batch["images"].items()}
+    batch["instructions"] = [batch["instructions"][0]] * 2
+    batch["state"] = batch["state"][:1].expand(2, -1).clone()
+    batch["goal_state"] = torch.tensor([[1.0] * S, [-1.0] * S])
+    stats = {**toy_stats(), "goal": {"centers": [[1.0] * S, [-1.0] * S]}}
+
+    def fitted(classes):
+        cfg.goal_classes = classes
+        torch.manual_seed(0)
+        model = VLAModel.from_pretrained_backbone(cfg, stats)
+        optim = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(60):
+            optim.zero_grad()
+            model.compute_loss(batch)["loss"].backward()
+            optim.step()
+        return model.eval()
+
+    regressed, classified = fitted(0), fitted(2)
+    with torch.no_grad():
+        hidden = regressed.encode(batch["images"], batch["instructions"])
+        assert regressed.head.goal.decide(hidden).abs().max() < 0.3  # the mean of the two end states
+        hidden = classified.encode(batch["images"], batch["instructions"])
+        scores = classified.head.goal(hidden).softmax(-1)
+        assert torch.allclose(scores, torch.full_like(scores, 0.5), atol=0.1)  # it cannot tell them apart...
+        decided = classified.head.goal.decide(hidden)
+        assert torch.allclose(decided.abs(), torch.ones_like(decided))  # ...yet acts on one of them
+    chunk = classified.predict_action(batch["images"], batch["instructions"], batch["state"])
+    path = save_bundle(classified, tmp_path / "bundle", action_space={"type": "joint_position"}, provenance={})
+    loaded, info = load_bundle(path)
+    assert info.config.goal_classes == 2 and info.stats["goal"]["centers"] == stats["goal"]["centers"]
+    assert torch.allclose(loaded.predict_action(batch["images"], batch["instructions"], batch["state"]), chunk, atol=1e-5)
+    with torch.no_grad():  # the decoder acts on the decided class: the other class moves the chunk
+        other = -loaded.head.goal.decide(hidden)
+        acted_other = loaded.normalizer.denormalise(
+            loaded.head(hidden, loaded.normalizer.normalise_state(batch["state"]), other))
+    assert not torch.allclose(acted_other, chunk, atol=1e-3)
+    with pytest.raises(ValueError, match="needs 2 end-state centres"):
+        cfg.goal_classes = 2
+        VLAModel.from_pretrained_backbone(cfg, toy_stats())
+    with pytest.raises(ValueError, match="goal_classes must be 0"):
+        VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, state_dim=S, goal_classes=1)
