@@ -16,6 +16,13 @@ from sim.ik import DampedLeastSquaresIK, top_down_quat
 from sim.tasks import PUSH_DIRECTIONS
 from sim.twin import Twin
 
+# The expert moves each joint at most this fraction of its velocity limit per control period.
+# Its raw plan closed the gripper 0.022 m in one 0.1 s period (2.2x the WidowX's 0.1 m/s) and
+# jumped the shoulder 0.40 rad on its first step; clamped by the arm to exactly the limit, the
+# recorded commands sat on it, and a policy reproducing them overshot it by a hair on about
+# one step in twenty: each one a velocity clamp in the eval. With 20 % margin they do not.
+VELOCITY_MARGIN = 0.8
+
 
 @dataclass
 class Segment:
@@ -50,6 +57,7 @@ class ScriptedExpert:
         self._q = tw.joint_positions()[:-1]
         self._pos, _ = tw.ee_pose()
         self._gripper = self.spec.gripper_open
+        self._command = tw.joint_positions()  # what the expert last asked for (velocity-limited)
         self._seg = 0
         self._t = 0
         self._seg_start = self._pos.copy()
@@ -142,7 +150,7 @@ class ScriptedExpert:
         if self._plan_for is not self.twin.episode:
             self.reset()
         if self.done:
-            return np.append(self._q, self._gripper)
+            return self._limited(np.append(self._q, self._gripper))
         seg = self.segments[self._seg]
         self._t += 1
         alpha = min(1.0, self._t / seg.steps)
@@ -153,7 +161,13 @@ class ScriptedExpert:
             self._seg += 1
             self._t = 0
             self._seg_start = seg.pos.copy()
-        return np.append(self._q, self._gripper)
+        return self._limited(np.append(self._q, self._gripper))
+
+    def _limited(self, target: np.ndarray) -> np.ndarray:
+        """``target`` approached at most ``VELOCITY_MARGIN`` of each joint's speed limit per period."""
+        step = VELOCITY_MARGIN * self.spec.max_velocity_array * self.twin.control_period
+        self._command = self._command + np.clip(target - self._command, -step, step)
+        return self._command.copy()
 
     def act(self, state=None) -> np.ndarray:
         """Joint targets (spec order, gripper last) for the next control period."""
