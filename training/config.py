@@ -62,7 +62,6 @@ class ModelSection:
     gripper_dims: list[int] | None = None  # None: action names containing "gripper"
     num_bins: int = 256
     goal_loss_weight: float = 0.0  # > 0: the head predicts the episode's final state and acts on it (models/head.py)
-    goal_classes: int = 0  # >= 2: it scores that many end states (k-means of the stores' final states) and acts on the best
     trust_remote_code: bool = False
 
 
@@ -185,10 +184,6 @@ class TrainConfig:
             raise ConfigError(f"model.family {self.model.family!r} is unknown; allowed: {', '.join(FAMILIES)}")
         if self.model.target not in TARGETS:
             raise ConfigError(f"model.target {self.model.target!r} is unknown; allowed: {', '.join(TARGETS)}")
-        if self.model.goal_classes < 0 or self.model.goal_classes == 1 or self.model.goal_classes > 64:
-            raise ConfigError(f"model.goal_classes must be 0 (regress the goal) or 2..64, got {self.model.goal_classes}")
-        if self.model.goal_classes and self.model.goal_loss_weight <= 0:
-            raise ConfigError("model.goal_classes needs model.goal_loss_weight > 0 (the goal head it configures)")
         if self.model.goal_loss_weight < 0:
             raise ConfigError(f"model.goal_loss_weight must be >= 0 (0 turns goal prediction off), "
                               f"got {self.model.goal_loss_weight}")

@@ -65,8 +65,7 @@ def resolve_model_config(cfg: TrainConfig, schema) -> VLAConfig:
                      state_dim=schema.state_dim if m.use_proprio else 0, cameras=cameras, image_size=m.image_size,
                      num_action_queries=m.num_action_queries, head_hidden=m.head_hidden, head_layers=m.head_layers,
                      target=m.target, gripper_dims=tuple(grip), num_bins=m.num_bins,
-                     goal_loss_weight=m.goal_loss_weight, goal_classes=m.goal_classes,
-                     trust_remote_code=m.trust_remote_code)
+                     goal_loss_weight=m.goal_loss_weight, trust_remote_code=m.trust_remote_code)
 
 
 def check_data(cfg: TrainConfig, stores, where: str) -> None:
@@ -101,22 +100,6 @@ def load_stats(cfg: TrainConfig, stores) -> dict:
 
     cols = {k: np.concatenate([s.read(k, i) for s in stores for i in s.episode_indices()]) for k in ("state", "action")}
     return compute_stats(cols)
-
-
-def with_goal_classes(stats: dict, stores, k: int, seed: int = 0) -> dict:
-    """``stats`` plus ``goal.centers``: k end states, k-means over the final state of every
-    episode of ``stores`` (standardised like the state), for a classified goal head."""
-    from training.kmeans import kmeans
-
-    finals = np.stack([s.read("state", i)[-1] for s in stores for i in s.episode_indices()]).astype(np.float64)
-    if len(finals) < k:
-        raise ConfigError(f"model.goal_classes={k} but the stores hold only {len(finals)} episodes")
-    mean = np.asarray(stats["state"]["mean"], dtype=np.float64)
-    std = np.maximum(np.asarray(stats["state"]["std"], dtype=np.float64), 1e-6)
-    centers, labels = kmeans((finals - mean) / std, k, seed=seed)
-    sizes = np.bincount(labels, minlength=k).tolist()
-    print(f"[goal] {k} end-state classes from {len(finals)} episodes (k-means): sizes {sizes}")
-    return {**stats, "goal": {"centers": (centers * std + mean).tolist(), "episodes": sizes}}
 
 
 def build_model(cfg: TrainConfig, model_cfg: VLAConfig, stats: dict) -> VLAModel:
@@ -319,8 +302,6 @@ def prepare(cfg: TrainConfig):
     model_cfg = resolve_model_config(cfg, schema)
     stats = load_stats(cfg, target_stores)
     check_stats(stats, model_cfg.action_dim, model_cfg.state_dim)
-    if model_cfg.goal_classes and not (stats.get("goal") or {}).get("centers"):
-        stats = with_goal_classes(stats, target_stores, model_cfg.goal_classes)
     return schema, model_cfg, stats, target_stores
 
 

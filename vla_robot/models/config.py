@@ -41,7 +41,6 @@ class VLAConfig:
     gripper_loss_weight: float = 1.0
     num_bins: int = 256
     goal_loss_weight: float = 0.0
-    goal_classes: int = 0  # >= 2: score that many end states (k-means of the training end states) instead of regressing
     trust_remote_code: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -64,8 +63,6 @@ class VLAConfig:
             raise ValueError(f"model.state_dim must be >= 0 (0 disables proprioception), got {self.state_dim}")
         if not self.cameras:
             raise ValueError("model.cameras must name at least one camera")
-        if self.goal_classes < 0 or self.goal_classes == 1 or self.goal_classes > 64:
-            raise ValueError(f"model.goal_classes must be 0 (regress the goal) or 2..64, got {self.goal_classes}")
         if self.goal_loss_weight < 0:
             raise ValueError(f"model.goal_loss_weight must be >= 0 (0 disables it), got {self.goal_loss_weight}")
         if self.goal_loss_weight > 0 and (self.state_dim == 0 or self.target != "continuous"):

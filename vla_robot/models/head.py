@@ -21,32 +21,14 @@ class GoalHead(nn.Module):
     whatever the target, so the chunk loss says little about *where* the episode goes. A
     regression on the final state gives every frame that signal. Linear on purpose: the
     target must be readable from the query states themselves.
-
-    With ``centers`` (K normalised end states, k-means over the training episodes' final
-    states) it scores the K end states instead and the policy acts on the best one. Why: a
-    regressed goal, and the chunk after it, is the probability-weighted *mean* of the end
-    states. Four in five sure of the right card, the demo's arm turned four fifths of the way
-    and let the cube go 4-5 cm short of it, off both cards (20 of 100 train episodes).
     """
 
-    def __init__(self, hidden_size: int, num_queries: int, state_dim: int, centers: torch.Tensor | None = None):
+    def __init__(self, hidden_size: int, num_queries: int, state_dim: int):
         super().__init__()
-        out = state_dim if centers is None else len(centers)
-        self.net = nn.Sequential(nn.LayerNorm(num_queries * hidden_size), nn.Linear(num_queries * hidden_size, out))
-        if centers is None:
-            self.centers = None
-        else:
-            self.register_buffer("centers", torch.as_tensor(centers, dtype=torch.float32))
+        self.net = nn.Sequential(nn.LayerNorm(num_queries * hidden_size), nn.Linear(num_queries * hidden_size, state_dim))
 
     def forward(self, query_hidden: torch.Tensor) -> torch.Tensor:
-        """The regressed goal (B, state_dim), or the end-state scores (B, K) with ``centers``."""
         return self.net(query_hidden.float().flatten(1))
-
-    def decide(self, query_hidden: torch.Tensor) -> torch.Tensor:
-        """The goal to act on at run time: the regressed one, or the best-scored end state
-        (argmax + index: static shapes, CUDA-graph safe)."""
-        out = self(query_hidden)
-        return out if self.centers is None else self.centers[out.argmax(-1)]
 
 
 class ActionHead(nn.Module):
@@ -62,12 +44,11 @@ class ActionHead(nn.Module):
     """
 
     def __init__(self, hidden_size: int, num_queries: int, horizon: int, action_dim: int, state_dim: int,
-                 head_hidden: int = 256, head_layers: int = 2, predict_goal: bool = False,
-                 goal_centers: torch.Tensor | None = None):
+                 head_hidden: int = 256, head_layers: int = 2, predict_goal: bool = False):
         super().__init__()
         self.horizon, self.action_dim, self.state_dim = horizon, action_dim, state_dim
         self.proprio = nn.Linear(state_dim, hidden_size) if state_dim else None
-        self.goal = GoalHead(hidden_size, num_queries, state_dim, goal_centers) if predict_goal else None
+        self.goal = GoalHead(hidden_size, num_queries, state_dim) if predict_goal else None
         self.goal_token = nn.Linear(state_dim, hidden_size) if predict_goal else None
         tokens = num_queries + (1 if state_dim else 0) + (1 if predict_goal else 0)
         layers: list[nn.Module] = [nn.LayerNorm(tokens * hidden_size)]
@@ -78,18 +59,15 @@ class ActionHead(nn.Module):
         layers.append(nn.Linear(width, horizon * action_dim))
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, query_hidden: torch.Tensor, state_norm: torch.Tensor | None = None,
-                goal: torch.Tensor | None = None) -> torch.Tensor:
-        """``goal``: the normalised goal to act on; None (run time): the goal head's decision.
-        Training passes the recorded end state's class centre when the goal is classified."""
+    def forward(self, query_hidden: torch.Tensor, state_norm: torch.Tensor | None = None) -> torch.Tensor:
         tokens = query_hidden.float()
         if self.proprio is not None:
             if state_norm is None:
                 raise ValueError(f"this head was built with state_dim={self.state_dim}; pass the robot state")
             tokens = torch.cat([tokens, self.proprio(state_norm.float()).unsqueeze(1)], dim=1)
         if self.goal is not None:
-            goal = self.goal.decide(query_hidden) if goal is None else goal
-            tokens = torch.cat([tokens, self.goal_token(goal).unsqueeze(1)], dim=1)
+            goal_token = self.goal_token(self.goal(query_hidden))
+            tokens = torch.cat([tokens, goal_token.unsqueeze(1)], dim=1)
         out = self.mlp(tokens.flatten(1))
         return out.view(-1, self.horizon, self.action_dim)
 

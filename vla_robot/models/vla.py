@@ -54,7 +54,7 @@ class VLAModel(nn.Module):
         self.action_queries = nn.Parameter(torch.randn(config.num_action_queries, hidden) * 0.02)
         self.head = ActionHead(hidden, config.num_action_queries, config.horizon, config.action_dim,
                                config.state_dim, config.head_hidden, config.head_layers,
-                               predict_goal=config.goal_loss_weight > 0, goal_centers=goal_centers(config, normalizer))
+                               predict_goal=config.goal_loss_weight > 0)
         self.normalizer = normalizer
         self._pending_queries: torch.Tensor | None = None
         self._hook = None
@@ -144,11 +144,10 @@ class VLAModel(nn.Module):
         return torch.full((batch, self.config.num_action_queries), pad, dtype=torch.long, device=self.device)
 
     # ---------------------------------------------------------------- actions
-    def action_head(self, query_hidden: torch.Tensor, state: torch.Tensor | None = None,
-                    goal: torch.Tensor | None = None) -> torch.Tensor:
+    def action_head(self, query_hidden: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """Query states + raw state → normalised chunk (arm in [-1, 1], gripper logits)."""
         state_norm = self.normalizer.normalise_state(state) if (state is not None and self.config.state_dim) else None
-        return self.head(query_hidden, state_norm, goal)
+        return self.head(query_hidden, state_norm)
 
     @torch.no_grad()
     def predict_action(self, images: dict[str, torch.Tensor], instructions: list[str],
@@ -179,8 +178,7 @@ class VLAModel(nn.Module):
             return {"loss": self.lm_loss(batch["inputs"], labels)}
         state = batch.get("state")
         query_hidden = self.encode_inputs(batch["inputs"])
-        goal_loss, act_on = self._goal_loss(batch, query_hidden) if self.head.goal is not None else (None, None)
-        pred = self.action_head(query_hidden, state.to(self.device) if state is not None else None, act_on)
+        pred = self.action_head(query_hidden, state.to(self.device) if state is not None else None)
         target = self.normalizer.normalise_action(action)
         weight = valid.unsqueeze(-1).float()
         denom = weight.sum().clamp_min(1.0)
@@ -197,30 +195,15 @@ class VLAModel(nn.Module):
             bce = F.binary_cross_entropy_with_logits(pred[..., grip], target[..., grip], reduction="none")
             out["gripper_loss"] = (bce * weight).sum() / (denom * len(grip))
             total = total + cfg.gripper_loss_weight * out["gripper_loss"]
-        if goal_loss is not None:
-            out["goal_loss"] = goal_loss
-            total = total + cfg.goal_loss_weight * goal_loss
+        if self.head.goal is not None:
+            if "goal_state" not in batch:
+                raise ValueError("model.goal_loss_weight > 0 but the batch has no goal_state "
+                                 "(RobotCollator adds it when the model uses proprioception)")
+            goal = self.normalizer.normalise_state(batch["goal_state"].to(self.device))
+            out["goal_loss"] = F.huber_loss(self.head.goal(query_hidden), goal.float(), delta=cfg.huber_delta)
+            total = total + cfg.goal_loss_weight * out["goal_loss"]
         out["loss"] = total
         return out
-
-    def _goal_loss(self, batch: dict, query_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(goal loss, the goal the chunk is trained to act on).
-
-        Regressed goal: Huber on the recorded end state; the chunk acts on the prediction.
-        Classified goal: cross-entropy on the class of the recorded end state (its nearest
-        centre); the chunk acts on that class's centre, the goal it is given at run time
-        when the score picks the right class.
-        """
-        if "goal_state" not in batch:
-            raise ValueError("model.goal_loss_weight > 0 but the batch has no goal_state "
-                             "(RobotCollator adds it when the model uses proprioception)")
-        goal = self.normalizer.normalise_state(batch["goal_state"].to(self.device)).float()
-        head = self.head.goal
-        if head.centers is None:
-            pred = head(query_hidden)
-            return F.huber_loss(pred, goal, delta=self.config.huber_delta), pred
-        label = torch.cdist(goal, head.centers).argmin(-1)
-        return F.cross_entropy(head(query_hidden), label), head.centers[label]
 
     def lm_loss(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on `labels` (B, T) appended after the prompt (IGNORE_INDEX = skip).
@@ -274,19 +257,6 @@ class VLAModel(nn.Module):
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything that is not the backbone: queries, head, normaliser buffers."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
-
-
-def goal_centers(config: VLAConfig, normalizer: Normalizer) -> torch.Tensor | None:
-    """The normalised end-state classes of a classified goal (``stats["goal"]["centers"]``, raw
-    robot states found by k-means at training time and kept in the bundle's normalization.json)."""
-    if config.goal_classes == 0 or config.goal_loss_weight <= 0:
-        return None
-    centers = (normalizer.stats.get("goal") or {}).get("centers")
-    if not centers or len(centers) != config.goal_classes:
-        raise ValueError(f"model.goal_classes={config.goal_classes} needs {config.goal_classes} end-state centres in "
-                         f"the normalisation stats (stats['goal']['centers']); vla-train computes them")
-    with torch.no_grad():
-        return normalizer.normalise_state(torch.as_tensor(centers, dtype=torch.float32))
 
 
 def append_tokens(inputs: dict[str, torch.Tensor], ids: torch.Tensor, prefix: bool,
