@@ -31,10 +31,18 @@ async function post(path, body) {
   return data;
 }
 
-function showEvent(action, answer) {
-  const li = el("li", { class: answer.ok ? "" : "bad", text: `${new Date().toLocaleTimeString()}  ${action}: ${answer.message}` });
-  $("#events").prepend(li);
-  while ($("#events").children.length > 30) $("#events").lastChild.remove();
+// What anyone did from any page (or with curl), newest first: the server keeps the list.
+let lastEvents = "";
+function showEvents(events) {
+  const key = JSON.stringify(events);
+  if (key === lastEvents) return;
+  lastEvents = key;
+  $("#events").replaceChildren(...events.slice().reverse().map((e) => el("li", {
+    class: e.ok ? "" : "bad", text: `${new Date(e.time * 1000).toLocaleTimeString()}  ${e.action.replace("_", " ")}: ${e.message}` })));
+}
+
+function showEvent(action, answer) {  // at once, before the next status push lists it
+  $("#events").prepend(el("li", { class: answer.ok ? "" : "bad", text: `${new Date().toLocaleTimeString()}  ${action}: ${answer.message}` }));
 }
 
 async function act(action) {
@@ -155,6 +163,7 @@ function renderStatus(payload) {
       el("td", { text: fmtSkew(skew[key]) }),
       el("td", { class: gaps[key] ? "bad" : "", text: gaps[key] ?? "–" })));
   }
+  showEvents(payload.events || []);
   if (payload.store && payload.store.episodes !== storeEpisodes) {
     storeEpisodes = payload.store.episodes;
     $("#store-url").textContent = `${payload.store.url} · ${storeEpisodes} saved`;
