@@ -66,6 +66,9 @@ function makePlots(container, names) {
   return names.map((name) => {
     const canvas = el("canvas", { width: 300, height: 70, title: name });
     container.append(canvas);
+    const ratio = window.devicePixelRatio || 1;  // draw at the size it is shown, so text stays sharp
+    if (canvas.clientWidth) canvas.width = Math.round(canvas.clientWidth * ratio);
+    if (canvas.clientHeight) canvas.height = Math.round(canvas.clientHeight * ratio);
     return { name, canvas };
   });
 }
