@@ -45,10 +45,19 @@ function showEvent(action, answer) {  // at once, before the next status push li
   $("#events").prepend(el("li", { class: answer.ok ? "" : "bad", text: `${new Date().toLocaleTimeString()}  ${action}: ${answer.message}` }));
 }
 
+let pending = false;  // one control request at a time: a double click must not start two episodes
 async function act(action) {
-  const answer = await post(`/api/control/${action}`);
-  showEvent(action.replace("_", " "), answer);
-  if (answer.ok) refreshEpisodes();
+  if (pending) return;
+  pending = true;
+  document.body.classList.add("busy");
+  try {
+    const answer = await post(`/api/control/${action}`);
+    showEvent(action.replace("_", " "), answer);
+    if (answer.ok) refreshEpisodes();
+  } finally {
+    pending = false;
+    document.body.classList.remove("busy");
+  }
 }
 
 async function estop() {
