@@ -153,7 +153,10 @@ def test_a_lost_frame_is_not_a_hole_but_a_stopped_camera_is():
     assert hole.streams == ("images/front",)
     limit = al.skew_limit("images/front")
     lost_grid = [k for k in range(int(20 * RATE)) if not any(abs(t - k / RATE) <= limit for t in streams["images/front"])]
-    assert hole.length == len([k for k in lost_grid if 0 < k < 19 * RATE])  # exactly the steps without a frame close enough
+    # the steps without a frame close enough, plus at most one at each edge: steps decided while the
+    # camera was silent only take its last frame within the one-sided (edge) limit
+    without = len([k for k in lost_grid if 0 < k < 19 * RATE])
+    assert without <= hole.length <= without + 2
     assert 3.0 * RATE - 6 <= hole.length <= 3.0 * RATE
     stored = {s.index for s in steps}
     assert not stored & set(range(hole.start, hole.start + hole.length))  # nothing invented inside the hole

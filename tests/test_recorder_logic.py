@@ -61,10 +61,15 @@ def test_episode_recorder_start_save_discard_and_state_errors(tmp_path):
 
 
 def test_status_line_and_console_keys():
-    line = status_line({"recording": True, "episode": 3, "duration_s": 12.5, "frames": 375, "fps": 30.0,
-                        "dropped_steps": 2, "queue_overflows": 1, "lag_p99_s": 0.05, "disk_free_bytes": 12.3e9})
-    assert line.startswith("[REC] ep 3") and "375 frames @ 30.0 Hz" in line and "dropped 3" in line
-    assert "12.3 GB free" in line
+    line = status_line({"state": "recording", "episode": 3, "duration_s": 12.5, "frames": 375, "expected_steps": 376,
+                        "fps": 30.0, "dropped_steps": 2, "queue_overflows": 1, "lag_p99_s": 0.05,
+                        "disk_free_bytes": 12.3e9, "level": "ERROR",
+                        "problems": ["images/wrist: no data for 1.2 s (its steps become a marked hole)"],
+                        "streams": {"state": {"skew_p99_ms": 4.6}, "images/wrist": {"skew_p99_ms": 16.2}}})
+    assert line.startswith("[REC] ep 3") and "375/376 steps @ 30.0 Hz" in line and "dropped 3" in line
+    assert "skew p99 ms state 5 wrist 16" in line and "12.3 GB free" in line
+    assert line.endswith("ERROR: images/wrist: no data for 1.2 s (its steps become a marked hole)")
+    assert status_line({"state": "failed", "level": "ERROR", "problems": ["episode 4 FAILED"]}).startswith("[FAILED]")
     actions = []
     console = OperatorConsole(actions.append)
     for key in (" ", "f", "d", "r", "x", "q"):

@@ -469,9 +469,9 @@ class EpisodeStore:
         return self._writer
 
     def _write_error(self, what: str, exc: OSError, episode: int | None) -> StoreWriteError:
-        kind = {errno.ENOSPC: "disk full", errno.EACCES: "permission denied", errno.EROFS: "read-only filesystem"}.get(
-            exc.errno or 0, "I/O error"
-        )
+        kind = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
+                errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                errno.EROFS: "read-only filesystem"}.get(exc.errno or 0, "I/O error")
         lost = f"episode {episode} was not committed; " if episode is not None else ""
         return StoreWriteError(
             exc.errno or errno.EIO,

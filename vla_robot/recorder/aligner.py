@@ -10,7 +10,9 @@ The rule (docs/collect.md, "How alignment works"):
   or invented; each stream's signed skew (sample stamp minus grid time) is kept per step.
 * A sample counts only if ``|skew| <= max_skew`` (per stream; default: one control period or
   1.5 of the stream's own median sample interval, whichever is larger, so one lost frame never
-  makes a hole). A step without a usable sample of every stream is not stored: before the first
+  makes a hole). Where a stream pauses around the grid time (its neighbouring samples more than
+  two limits apart), starts after it or has stopped, the limit is half a control period or half
+  its interval: a teleop that starts late never lends its first command to the step before. A step without a usable sample of every stream is not stored: before the first
   complete step it is *warm-up*, between complete steps it belongs to a *hole*, after the last
   one (at stop) it is *trimmed*. All three are counted, and holes are listed with the streams
   that caused them.
@@ -277,6 +279,13 @@ class StreamAligner:
         interval = self._streams[stream].median_interval()
         return max(self.config.period, 1.5 * interval) if interval else self.config.period
 
+    def edge_limit(self, stream: str) -> float:
+        """Skew limit where a stream has samples on one side of the grid time only (it starts or
+        stops there): half a control period or half its interval, so a stream that starts late
+        never lends its first sample to the step before, nor a stopped one its last to the next."""
+        interval = self._streams[stream].median_interval() or 0.0
+        return min(self.skew_limit(stream), max(0.5 * self.config.period, 0.5 * interval))
+
     def _evidence(self, t: float) -> float | None:
         """Host time at which the stamp clock was first seen at or past ``t`` (any stream)."""
         first = None
@@ -295,15 +304,19 @@ class StreamAligner:
         waiting: list[str] = []
         for name, st in self._streams.items():
             limit = self.skew_limit(name)
+            edge = self.edge_limit(name)
             i = bisect.bisect_left(st.stamps, t)
             before = st.samples[i - 1] if i > 0 else None
-            if i < len(st.samples):
-                after = st.samples[i]
-                best = before if before is not None and t - before.stamp <= after.stamp - t else after
-                out[name] = (best if abs(best.stamp - t) <= limit else None, limit)
-            else:
-                out[name] = (before if before is not None and t - before.stamp <= limit else None, limit)
+            after = st.samples[i] if i < len(st.samples) else None
+            if after is None:  # nothing after t (yet): still in transit, or the stream stopped
+                out[name] = (before if before is not None and t - before.stamp <= edge else None, limit)
                 waiting.append(name)
+            elif before is not None and after.stamp - before.stamp <= 2 * limit:  # alive across t
+                best = before if t - before.stamp <= after.stamp - t else after
+                out[name] = (best if abs(best.stamp - t) <= limit else None, limit)
+            else:  # t lies in a pause of the stream (or before its start): only its edges may serve
+                near = [s for s in (before, after) if s is not None and abs(s.stamp - t) <= edge]
+                out[name] = (min(near, key=lambda s: abs(s.stamp - t)) if near else None, limit)
         if waiting and not final:
             horizon = t + max(out[s][1] for s in waiting)
             seen_at = self._evidence(horizon)

@@ -66,13 +66,21 @@ def _skew_summary(values: list[float]) -> dict[str, float]:
 
 
 class EpisodeRecorder:
-    """Owns the store, the aligner, the stream health monitor and the writer thread."""
+    """Owns the store, the aligner, the stream health monitor and the writer thread.
+
+    ``store`` is an open ``EpisodeStore`` or a callable that opens it at the first ``start`` (a
+    ROS node learns camera intrinsics from ``camera_info`` before it creates a store); streams are
+    aligned and watched from construction on. ``store_url`` names the store for the disk-space
+    report before it is opened.
+    """
 
     def __init__(self, store, camera_names: tuple[str, ...], control_rate_hz: float,
                  max_skew_s: float | dict | None = None, max_wait_s: float = 0.5, queue_size: int = 64,
                  depth_cameras: tuple[str, ...] = (), operator: str = "", robot: str = "",
-                 stale_after_s: float = 0.5):
-        self.store = store
+                 stale_after_s: float = 0.5, store_url: str | None = None):
+        self._opener = store if callable(store) else None
+        self._store = None if callable(store) else store
+        self.store_url = store_url if store_url is not None else getattr(self._store, "url", None)
         self.camera_names = tuple(camera_names)
         self.depth_cameras = tuple(depth_cameras)
         unknown = [c for c in self.depth_cameras if c not in self.camera_names]
@@ -107,6 +115,14 @@ class EpisodeRecorder:
         self._thread.start()
 
     # -- episode control -----------------------------------------------------------------
+    @property
+    def store(self):
+        """The episode store, opened now if it was given as an opener."""
+        if self._store is None:
+            self._store = self._opener()
+            self.store_url = self._store.url
+        return self._store
+
     @property
     def recording(self) -> bool:
         return self._writer is not None
@@ -181,8 +197,9 @@ class EpisodeRecorder:
         if writer.num_frames == 0:
             writer.discard()
             self.stats.episodes_discarded += 1
-            raise RecorderStateError("episode has no complete steps (are state, action and every camera "
-                                     f"publishing? silent: {sorted(self.aligner.stats.warmup_streams)}); discarded")
+            raise RecorderStateError("episode has no aligned frames (no step had state, action and every camera; "
+                                     f"waited for: {', '.join(self.aligner.stats.warmup_streams) or 'nothing'}); "
+                                     "discarded")
         alignment = self._alignment_report(requested)
         try:
             index = writer.commit(success=bool(success), **{**self.extra_meta, **meta, "alignment": alignment,
@@ -236,7 +253,7 @@ class EpisodeRecorder:
             self._writer = None
             self.aligner.disarm()
             self.health.watch_from(None)
-        with_suffix = f"; the {self.store.num_episodes} committed episodes are intact"
+        with_suffix = f"; the {self._store.num_episodes} committed episodes are intact"
         log.error("episode %d FAILED, recording stopped: %s%s", writer.episode_index, error,
                   "" if "intact" in error else with_suffix)
 
@@ -437,7 +454,7 @@ class EpisodeRecorder:
                 "recording": recording,
                 "level": level,
                 "problems": problems,
-                "episode": self.store.num_episodes,
+                "episode": self._store.num_episodes if self._store is not None else 0,
                 "instruction": self.instruction,
                 "duration_s": duration,
                 "frames": self._episode_frames,
@@ -470,8 +487,8 @@ class EpisodeRecorder:
             }
 
     def _disk_free(self) -> int:
-        url = str(self.store.url)
-        if "://" in url:
+        url = str(self.store_url or "")
+        if not url or "://" in url:
             return -1
         try:
             return shutil.disk_usage(Path(url) if Path(url).exists() else Path(url).parent).free
