@@ -3,8 +3,11 @@
 The rule (docs/collect.md, "How alignment works"):
 
 * The grid is ``t0 + k / control_rate_hz`` on the stamp clock (message header stamps: ROS time
-  on a robot, twin time in simulation). ``t0`` is the stamp of the first reference (joint-state)
-  sample after the operator's start.
+  on a robot, twin time in simulation). ``t0`` is the operator's start and the grid ends at the
+  save, both read on the stamp clock (ROS time) when the streams are stamped on it, so the saved
+  duration is start -> save whatever the delivery lag; otherwise (a lock-stepped twin) the grid
+  starts at the first reference (joint-state) sample after the start and ends at the newest stamp
+  at the save.
 * Every step takes, from every stream, **the sample nearest to the grid time**: of the last
   sample at or before it and the first one after it, the closer. Values are never interpolated
   or invented; each stream's signed skew (sample stamp minus grid time) is kept per step.
@@ -61,15 +64,15 @@ class AlignerConfig:
     streams: tuple[str, ...]
     reference: str = "state"
     max_skew_s: float | Mapping[str, float] | None = None
-    max_wait_s: float = 0.5  # host seconds a step waits for a silent stream
-    max_lag_s: float | None = None  # host seconds a delivering-but-late stream is waited for (max(2, 2 max_wait_s))
-    buffer: int = 512  # samples kept per stream while steps are undecided (a lagging stream makes others wait)
+    max_wait_s: float = 1.0  # host seconds a step waits for a silent stream
+    max_lag_s: float | None = None  # host seconds a delivering-but-late stream is waited for (max(3, 3 max_wait_s))
+    buffer: int = 1024  # samples kept per stream while steps are undecided (a lagging stream makes others wait)
     idle_keep: int = 6  # samples kept per stream before the episode is armed (the first step needs them)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
         if self.max_lag_s is None:
-            object.__setattr__(self, "max_lag_s", max(2.0, 2.0 * self.max_wait_s))
+            object.__setattr__(self, "max_lag_s", max(3.0, 3.0 * self.max_wait_s))
         if self.control_rate_hz <= 0:
             raise ValueError(f"aligner: control_rate_hz must be > 0, got {self.control_rate_hz}")
         if self.reference not in self.streams:
@@ -205,14 +208,14 @@ class StreamAligner:
                             overflows=dict.fromkeys(names, 0))
 
     # -- episode control -----------------------------------------------------------------
-    def arm(self, t0: float | None = None) -> None:
-        """Start a new episode grid at ``t0``, by default at the first reference sample to arrive
-        from now on (joint states come at 30-200 Hz, so within a step of the operator's start).
-        The samples other streams sent just before stay, so the first step has its camera frames;
-        a buffered reference stamp is not used, as it may belong to before a reset."""
+    def arm(self, t0: float | None = None, clock_now: float | None = None) -> None:
+        """Start a new episode grid at ``t0``; else at ``clock_now`` (the stamp clock's time of the
+        operator's start, e.g. ROS time) if the streams are stamped on that clock; else at the first
+        reference sample to arrive from now on. Samples other streams sent just before stay, so the
+        first step has its camera frames."""
         self.stats = self._new_stats()
         self.armed = True
-        self._t0 = t0
+        self._t0 = t0 if t0 is not None else clock_now if self.on_clock(clock_now) else None
         self._k = 0
         self._first = self._last_complete = None
         self._pending = []
@@ -225,10 +228,21 @@ class StreamAligner:
             keep = max(0, len(stream.samples) - self.config.idle_keep)
             stream.drop_before(keep)
 
-    def stop(self, end: float | None = None, now: float | None = None) -> float | None:
-        """The episode ends at stamp ``end`` (default: the newest stamp of the streams still
-        delivering). Steps up to it are still decided (``poll``), later ones never. Returns ``end``."""
+    def on_clock(self, clock_now: float | None) -> bool:
+        """Whether the streams are stamped on the clock that reads ``clock_now`` (the newest sample
+        of any stream within ``max_lag_s`` of it). A lock-stepped twin stamps in its own time."""
+        if clock_now is None:
+            return False
+        newest = [st.newest for st in self._streams.values() if st.newest is not None]
+        return bool(newest) and abs(clock_now - max(newest)) <= self.config.max_lag_s
+
+    def stop(self, end: float | None = None, now: float | None = None, clock_now: float | None = None) -> float | None:
+        """The episode ends at stamp ``end``; else at ``clock_now`` if the streams are stamped on that
+        clock; else at the newest stamp of the streams still delivering. Steps up to the end are still
+        decided (``poll``: samples in transit arrive), later ones never. Returns the end."""
         now = time.monotonic() if now is None else now
+        if end is None and self.on_clock(clock_now):
+            end = clock_now
         if end is None:
             live = [s.newest for s in self._streams.values()
                     if s.newest is not None and s.last_receive is not None
@@ -278,6 +292,11 @@ class StreamAligner:
             return fixed
         interval = self._streams[stream].median_interval()
         return max(self.config.period, 1.5 * interval) if interval else self.config.period
+
+    def rate_hz(self, stream: str) -> float:
+        """The stream's rate from its stamps (median of its last 32 intervals; 0 before it has any)."""
+        interval = self._streams[stream].median_interval()
+        return 1.0 / interval if interval else 0.0
 
     def edge_limit(self, stream: str) -> float:
         """Skew limit where a stream has samples on one side of the grid time only (it starts or

@@ -40,12 +40,14 @@ def status_line(status: dict) -> str:
 
 
 class OperatorConsole:
-    """Reads keys from a TTY in a thread and calls ``handler(action)``; prints the status line."""
+    """Reads single keys and calls ``handler(action)``; redraws the status line in place."""
 
-    def __init__(self, handler: Callable[[str], None], stream=None):
+    def __init__(self, handler: Callable[[str], None], stream=None, stdin=None):
         self.handler = handler
         self.out = stream or sys.stdout
+        self.stdin = stdin or sys.stdin
         self._thread: threading.Thread | None = None
+        self._width = 0
         self.running = False
 
     def handle_key(self, key: str) -> str | None:
@@ -55,30 +57,51 @@ class OperatorConsole:
         return action
 
     def show(self, status: dict) -> None:
-        self.out.write("\r" + status_line(status).ljust(110))
+        self.show_line(status_line(status))
+
+    def show_line(self, line: str) -> None:
+        width, self._width = self._width, len(line)
+        self.out.write("\r" + line.ljust(width))
         self.out.flush()
 
+    def say(self, text: str) -> None:
+        """A message on its own line; the status line is redrawn below it at the next update."""
+        self.out.write("\r" + text.ljust(self._width) + "\n")
+        self.out.flush()
+        self._width = 0
+
     def start(self) -> bool:
-        if not sys.stdin.isatty():
+        """Read keys in a background thread; only on a terminal (under ros2 launch there is none)."""
+        if not self.stdin.isatty():
             return False
-        self.running = True
         self.out.write(HELP + "\n")
-        self._thread = threading.Thread(target=self._loop, name="operator-console", daemon=True)
+        self.running = True
+        self._thread = threading.Thread(target=self.read_keys, name="operator-console", daemon=True)
         self._thread.start()
         return True
 
-    def _loop(self) -> None:
-        import termios
-        import tty
+    def read_keys(self) -> None:
+        """Read keys until ``q`` or the end of input: single keys (cbreak) on a terminal, plain
+        characters from a pipe."""
+        import os
 
-        fd = sys.stdin.fileno()
-        old = termios.tcgetattr(fd)
-        try:
+        self.running = True
+        fd = self.stdin.fileno()
+        old = None
+        if self.stdin.isatty():
+            import termios
+            import tty
+
+            old = termios.tcgetattr(fd)
             tty.setcbreak(fd)
+        try:
             while self.running:
-                key = sys.stdin.read(1)
+                key = os.read(fd, 1).decode(errors="ignore")
                 if not key or self.handle_key(key) == "quit":
                     break
         finally:
-            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+            if old is not None:
+                import termios
+
+                termios.tcsetattr(fd, termios.TCSADRAIN, old)
             self.running = False

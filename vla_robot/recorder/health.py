@@ -7,8 +7,6 @@ stamps the aligner works with, and checked by the node's 20 Hz tick.
 
 from __future__ import annotations
 
-from collections import deque
-
 
 class StreamHealth:
     """Receive times of every stream; ``silent(now)`` names the streams that stopped."""
@@ -22,12 +20,11 @@ class StreamHealth:
         self.since: float | None = None  # when the current episode started: a stream never seen since is silent too
         self.rejected: dict[str, int] = dict.fromkeys(self.streams, 0)
         self.stale_events: dict[str, int] = dict.fromkeys(self.streams, 0)
-        self._recent: dict[str, deque[float]] = {s: deque(maxlen=64) for s in self.streams}
-        self._stale: set[str] = set()
+        self._stale: dict[str, float] = {}
+        self._hold_until = 0.0
 
     def seen(self, stream: str, receive: float) -> None:
         self.last[stream] = receive
-        self._recent[stream].append(receive)
 
     def reject(self, stream: str) -> None:
         self.rejected[stream] = self.rejected.get(stream, 0) + 1
@@ -37,25 +34,24 @@ class StreamHealth:
         it was never seen (None: only streams seen before can be silent)."""
         self.since = now
 
+    def hold(self, until: float) -> None:
+        """Keep the last verdict until ``until``: the watcher itself stalled (a blocked process sees
+        every stream silent until it has taken in the messages that queued up meanwhile)."""
+        self._hold_until = max(self._hold_until, until)
+
     def silent(self, now: float) -> dict[str, float]:
         """Stream -> seconds without a message, for every stream silent longer than ``stale_after_s``."""
+        if now < self._hold_until:
+            return dict(self._stale)
         out = {}
         for stream in self.streams:
             last = self.last[stream] if self.last[stream] is not None else self.since
             if last is not None and now - last > self.stale_after_s:
                 out[stream] = now - last
-        newly = set(out) - self._stale
-        for stream in newly:
+        for stream in set(out) - set(self._stale):
             self.stale_events[stream] += 1
-        self._stale = set(out)
+        self._stale = dict(out)
         return out
-
-    def rate_hz(self, stream: str) -> float:
-        """Arrival rate over the last 64 messages (0 with fewer than two)."""
-        recent = self._recent[stream]
-        if len(recent) < 2 or recent[-1] <= recent[0]:
-            return 0.0
-        return (len(recent) - 1) / (recent[-1] - recent[0])
 
     def age(self, stream: str, now: float) -> float | None:
         last = self.last[stream]

@@ -75,7 +75,7 @@ class EpisodeRecorder:
     """
 
     def __init__(self, store, camera_names: tuple[str, ...], control_rate_hz: float,
-                 max_skew_s: float | dict | None = None, max_wait_s: float = 0.5, queue_size: int = 64,
+                 max_skew_s: float | dict | None = None, max_wait_s: float = 1.0, queue_size: int = 64,
                  depth_cameras: tuple[str, ...] = (), operator: str = "", robot: str = "",
                  stale_after_s: float = 0.5, store_url: str | None = None):
         self._opener = store if callable(store) else None
@@ -108,8 +108,10 @@ class EpisodeRecorder:
         self._dead = None  # the writer that failed last: its queued steps are skipped
         self._failed: dict | None = None  # latched until start / discard / save
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._lock = threading.RLock()  # data intake, aligner, status
-        self._control = threading.Lock()  # one episode command at a time (console, gamepad, services)
+        self._lock = threading.RLock()  # data intake, aligner, status, episode state
+        self._closing = None  # the writer being saved or discarded (commands wait for it to finish)
+        self._requested = 0.0  # host seconds between start and save
+        self._grid_start: float | None = None
         self._thread = threading.Thread(target=self._drain, name="episode-writer", daemon=True)
         self._stop = threading.Event()
         self._thread.start()
@@ -137,9 +139,13 @@ class EpisodeRecorder:
             raise ValueError("instruction must be non-empty text, e.g. 'put the cube on the grinning face'")
         self.instruction = text
 
-    def start(self, **meta) -> int:
-        with self._control, self._lock:
+    def start(self, clock_now: float | None = None, **meta) -> int:
+        """Start an episode. ``clock_now``: the stamp clock's time now (the ROS node's clock), so the
+        grid starts at the operator's start even when samples arrive late."""
+        pressed = time.monotonic()  # the start, on the host clock (opening the store may take a while)
+        with self._lock:
             self._check_failure()
+            self._refuse_while_closing()
             if self.recording:
                 raise RecorderStateError("an episode is already recording; save or discard it first")
             if not self.instruction:
@@ -150,8 +156,8 @@ class EpisodeRecorder:
                                                     task_id=meta.pop("task_id", None),
                                                     emoji_id=meta.pop("emoji_id", None), extra=meta)
             self._failed = None
-            self.aligner.arm()
-            self._episode_start = time.monotonic()
+            self.aligner.arm(clock_now=clock_now)
+            self._episode_start = pressed
             self.health.watch_from(self._episode_start)
             self._episode_frames = 0
             self._skews = {s: [] for s in self.streams}
@@ -159,35 +165,61 @@ class EpisodeRecorder:
             log.info("episode %d started: %r", self.store.num_episodes, self.instruction)
             return self.store.num_episodes
 
-    def save(self, success: bool, **meta) -> int:
+    def save(self, success: bool, clock_now: float | None = None, **meta) -> int:
         """Decide the steps up to now (waiting up to ``max_wait_s`` for frames still in transit),
-        write them, commit, and return the episode index. A failed episode is refused."""
-        with self._control:
-            return self._save(success, meta)
+        write them, commit, and return the episode index. A failed episode is refused.
 
-    def _save(self, success: bool, meta: dict) -> int:
+        The three phases are public for callers that must not block while frames arrive (the ROS
+        node awaits between ``save_ready`` polls on its one executor thread)."""
+        deadline = self.begin_save(clock_now)
+        while not self.save_ready(deadline):
+            time.sleep(0.005)
+        return self.finish_save(success, **meta)
+
+    def begin_save(self, clock_now: float | None = None) -> float:
+        """Fix the episode's end (``clock_now`` on the stamp clock, else the newest stamp of the live
+        streams); returns the deadline for samples still in transit."""
+        pressed = time.monotonic()
         with self._lock:
             self._check_failure()
+            self._refuse_while_closing()
             if self._failed and not self.recording:
                 failed, self._failed = self._failed, None
                 raise RecorderStateError(f"episode {failed['episode']} failed and was not saved: {failed['error']}")
-            writer = self._require_writer("save")
-            requested = time.monotonic() - self._episode_start
-            self.aligner.stop()
-        deadline = time.monotonic() + self.aligner.config.max_wait_s
-        while time.monotonic() < deadline:  # other threads keep delivering samples meanwhile
-            with self._lock:
+            self._closing = self._require_writer("save")
+            self._requested = pressed - self._episode_start
+            self.aligner.stop(clock_now=clock_now)
+            self._grid_start = self.aligner.grid_start
+            return time.monotonic() + self.aligner.config.max_wait_s
+
+    def save_ready(self, deadline: float) -> bool:
+        """Decide what can be decided; True once every step up to the end is, or at ``deadline``."""
+        with self._lock:
+            self._check_failure(self._closing)
+            if self.recording:
                 for step in self.aligner.poll():
                     self._enqueue(step)
-                if self.aligner.done:
-                    break
-            time.sleep(0.005)
+            return self.aligner.done or time.monotonic() >= deadline or not self.recording
+
+    def finish_save(self, success: bool, **meta) -> int:
         with self._lock:
-            for step in self.aligner.finish():
-                self._enqueue(step)
-            self._writer = None
-            self.aligner.disarm()
-            self.health.watch_from(None)
+            writer = self._closing
+            if writer is None:
+                raise RecorderStateError("no save in progress; call begin_save first")
+            if self.recording:
+                for step in self.aligner.finish():
+                    self._enqueue(step)
+                self._grid_start = self.aligner.grid_start
+                self._writer = None
+                self.aligner.disarm()
+                self.health.watch_from(None)
+        try:
+            return self._commit(writer, success, meta)
+        finally:
+            with self._lock:
+                self._closing = None
+
+    def _commit(self, writer, success: bool, meta: dict) -> int:
         self._queue.join()
         with self._lock:
             self._check_failure(writer)
@@ -200,7 +232,7 @@ class EpisodeRecorder:
             raise RecorderStateError("episode has no aligned frames (no step had state, action and every camera; "
                                      f"waited for: {', '.join(self.aligner.stats.warmup_streams) or 'nothing'}); "
                                      "discarded")
-        alignment = self._alignment_report(requested)
+        alignment = self._alignment_report(self._requested)
         try:
             index = writer.commit(success=bool(success), **{**self.extra_meta, **meta, "alignment": alignment,
                                                             "gaps": dict(self.aligner.stats.gaps),
@@ -211,32 +243,37 @@ class EpisodeRecorder:
             raise RecorderStateError(f"episode {failed['episode']} failed and was not saved: {failed['error']}") from exc
         self.stats.episodes_saved += 1
         self.last_episode = {"index": index, "result": "saved", "success": bool(success), "steps": writer.num_frames,
-                             "duration_s": alignment["grid_steps"] / self.control_rate_hz, "requested_s": requested,
-                             "notes": alignment["notes"]}
+                             "duration_s": alignment["grid_steps"] / self.control_rate_hz,
+                             "requested_s": self._requested, "notes": alignment["notes"]}
         log.info("episode %d saved: %d steps, success=%s%s", index, writer.num_frames, success,
                  "; " + "; ".join(alignment["notes"]) if alignment["notes"] else "")
         return index
 
     def discard(self) -> None:
-        with self._control:
-            self._discard()
-
-    def _discard(self) -> None:
         with self._lock:
             self._check_failure()
+            self._refuse_while_closing()
             if self._failed and not self.recording:
                 self.last_episode = {**self._failed, "result": "failed, discarded"}
                 self._failed = None
                 return
-            writer = self._require_writer("discard")
+            writer = self._closing = self._require_writer("discard")
             self._writer = None
             self.aligner.disarm()
             self.health.watch_from(None)
-        self._queue.join()
-        writer.discard()
+        try:
+            self._queue.join()
+            writer.discard()
+        finally:
+            with self._lock:
+                self._closing = None
         self.stats.episodes_discarded += 1
         self.last_episode = {"index": writer.episode_index, "result": "discarded"}
         log.info("episode discarded")
+
+    def _refuse_while_closing(self) -> None:
+        if self._closing is not None:
+            raise RecorderStateError(f"episode {self._closing.episode_index} is being saved or discarded; try again")
 
     def _require_writer(self, what: str):
         if self._writer is None:
@@ -381,7 +418,7 @@ class EpisodeRecorder:
                          "save (stamp clock running at another speed, or every stream silent for a while)")
         return {
             "rule": "nearest sample within max_skew_s of each grid time",
-            "grid_start": self.aligner.grid_start,
+            "grid_start": self._grid_start,  # stamp of step 0
             "grid_steps": grid_steps,
             "requested_s": requested_s,
             "warmup_steps": st.warmup_steps,
@@ -416,7 +453,7 @@ class EpisodeRecorder:
                 streams[name] = {
                     "alive": name not in silent and age is not None,
                     "age_s": age,
-                    "rate_hz": self.health.rate_hz(name),
+                    "rate_hz": self.aligner.rate_hz(name),  # from stamps: arrival bursts do not count
                     "max_skew_ms": self.aligner.skew_limit(name) * 1000.0,
                     **{f"skew_{k}": v for k, v in _skew_summary(self._skews[name]).items()},
                     "gap_steps": st.gaps.get(name, 0),

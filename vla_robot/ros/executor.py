@@ -125,11 +125,8 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def spin_single(node_factory, args=None, threads: int = 1) -> None:
+def spin_single(node_factory, args=None) -> None:
     """Entry point body for a one-node executable (``ros2 run`` / launch).
-
-    ``threads > 1`` spins a multi-threaded executor, for a node whose callback groups must run
-    side by side (the recorder's save waits for frames while its stream callbacks take them in).
 
     It leaves ``ROS_DOMAIN_ID`` and the discovery range to the environment (the operator's
     domain). SIGINT, as ``ros2 launch`` sends it, ends the spin through rclpy's own handler
@@ -142,7 +139,7 @@ def spin_single(node_factory, args=None, threads: int = 1) -> None:
     node = node_factory()
     freeze_startup_objects()
     try:
-        rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=threads) if threads > 1 else None)
+        rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
