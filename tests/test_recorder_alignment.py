@@ -231,3 +231,22 @@ def test_config_errors_name_the_problem():
         AlignerConfig(10.0, ("state",), max_skew_s={"images/x": 0.1})
     with pytest.raises(ValueError, match="unknown streams"):
         align_samples({"depth/x": []}, AlignerConfig(10.0, ("state",)))
+
+
+def test_grid_follows_the_operators_clock_only_when_the_streams_are_stamped_on_it():
+    """On a robot the stamps are ROS time: the grid runs from the start to the save as read on the
+    node's clock, whatever the delivery lag. A twin running 2.5x real time (or 10 s off) stamps in
+    its own time: then the grid starts at the first joint state after the start."""
+    def feed(al, speed, offset, lag, seconds=3.0):
+        """Joint states at 100 Hz arriving ``lag`` late, stamped on a clock running at ``speed``."""
+        for k in range(int(seconds * 100)):
+            host = 100.0 + k * 0.01
+            al.add("state", offset + speed * (host - lag), None, receive=host)
+        return 100.0 + seconds, offset + 100.0 + seconds  # host now, the node's (ROS) clock now
+
+    for speed, lag, on in ((1.0, 0.15, True), (1.0, 1.5, True), (2.5, 0.0, False), (1.0, 10.0, False)):
+        al = StreamAligner(AlignerConfig(RATE, ("state",)))
+        now, clock = feed(al, speed, 5000.0, lag=lag)
+        assert al.on_clock(clock, now) is on, (speed, lag)
+        al.arm(clock_now=clock, now=now)
+        assert al._t0 == (clock if on else None)  # else it waits for the first joint state

@@ -158,10 +158,13 @@ class _Stream:
         self.intervals: deque[float] = deque(maxlen=32)
         self.newest: float | None = None  # newest stamp ever accepted
         self.last_receive: float | None = None
+        self.clock: deque[tuple[float, float]] = deque(maxlen=24)  # (stamp, receive) every 0.25 s: stamp-clock rate
 
     def add(self, sample: Sample) -> None:
         if self.newest is not None:
             self.intervals.append(sample.stamp - self.newest)
+        if not self.clock or sample.receive - self.clock[-1][1] >= 0.25:
+            self.clock.append((sample.stamp, sample.receive))
         self.samples.append(sample)
         self.stamps.append(sample.stamp)
         self.newest = sample.stamp
@@ -176,6 +179,7 @@ class _Stream:
         self.samples.clear()
         self.stamps.clear()
         self.intervals.clear()
+        self.clock.clear()
         self.newest = None
 
     def median_interval(self) -> float | None:
@@ -208,14 +212,14 @@ class StreamAligner:
                             overflows=dict.fromkeys(names, 0))
 
     # -- episode control -----------------------------------------------------------------
-    def arm(self, t0: float | None = None, clock_now: float | None = None) -> None:
+    def arm(self, t0: float | None = None, clock_now: float | None = None, now: float | None = None) -> None:
         """Start a new episode grid at ``t0``; else at ``clock_now`` (the stamp clock's time of the
         operator's start, e.g. ROS time) if the streams are stamped on that clock; else at the first
         reference sample to arrive from now on. Samples other streams sent just before stay, so the
         first step has its camera frames."""
         self.stats = self._new_stats()
         self.armed = True
-        self._t0 = t0 if t0 is not None else clock_now if self.on_clock(clock_now) else None
+        self._t0 = t0 if t0 is not None else clock_now if self.on_clock(clock_now, now) else None
         self._k = 0
         self._first = self._last_complete = None
         self._pending = []
@@ -228,20 +232,28 @@ class StreamAligner:
             keep = max(0, len(stream.samples) - self.config.idle_keep)
             stream.drop_before(keep)
 
-    def on_clock(self, clock_now: float | None) -> bool:
-        """Whether the streams are stamped on the clock that reads ``clock_now`` (the newest sample
-        of any stream within ``max_lag_s`` of it). A lock-stepped twin stamps in its own time."""
+    def on_clock(self, clock_now: float | None, now: float | None = None) -> bool:
+        """Whether the reference stream is stamped on the clock that reads ``clock_now`` (host time
+        ``now``): over its last seconds its stamps advanced at the host clock's rate (+-1 %) and its
+        newest stamp is at most ``max_lag_s`` behind ``clock_now``. A twin that runs faster or
+        lock-steps stamps in its own time, and then the grid follows its samples instead."""
         if clock_now is None:
             return False
-        newest = [st.newest for st in self._streams.values() if st.newest is not None]
-        return bool(newest) and abs(clock_now - max(newest)) <= self.config.max_lag_s
+        now = time.monotonic() if now is None else now
+        probe = self._streams[self.config.reference].clock
+        if len(probe) < 2 or probe[-1][1] - probe[0][1] < 1.0 or now - probe[-1][1] > self.config.max_lag_s:
+            return False
+        (s0, r0), (s1, r1) = probe[0], probe[-1]
+        rate = (s1 - s0) / (r1 - r0)
+        behind = clock_now - (s1 + (now - r1))  # the newest stamp, brought forward to now, vs the clock
+        return abs(rate - 1.0) <= 0.01 and abs(behind) <= self.config.max_lag_s
 
     def stop(self, end: float | None = None, now: float | None = None, clock_now: float | None = None) -> float | None:
         """The episode ends at stamp ``end``; else at ``clock_now`` if the streams are stamped on that
         clock; else at the newest stamp of the streams still delivering. Steps up to the end are still
         decided (``poll``: samples in transit arrive), later ones never. Returns the end."""
         now = time.monotonic() if now is None else now
-        if end is None and self.on_clock(clock_now):
+        if end is None and self.on_clock(clock_now, now):
             end = clock_now
         if end is None:
             live = [s.newest for s in self._streams.values()

@@ -156,7 +156,7 @@ class EpisodeRecorder:
                                                     task_id=meta.pop("task_id", None),
                                                     emoji_id=meta.pop("emoji_id", None), extra=meta)
             self._failed = None
-            self.aligner.arm(clock_now=clock_now)
+            self.aligner.arm(clock_now=clock_now, now=pressed)
             self._episode_start = pressed
             self.health.watch_from(self._episode_start)
             self._episode_frames = 0
@@ -188,7 +188,7 @@ class EpisodeRecorder:
                 raise RecorderStateError(f"episode {failed['episode']} failed and was not saved: {failed['error']}")
             self._closing = self._require_writer("save")
             self._requested = pressed - self._episode_start
-            self.aligner.stop(clock_now=clock_now)
+            self.aligner.stop(clock_now=clock_now, now=pressed)
             self._grid_start = self.aligner.grid_start
             return time.monotonic() + self.aligner.config.max_wait_s
 
