@@ -18,9 +18,12 @@ CONFIG (all times in seconds)::
      "teleop": {"rate_hz": 30, "names": [...]}}
 
 Outages are relative to the start and stop a camera as an unplugged cable would (nothing is
-published; the camera's crystal runs on). Every image carries its frame number in its first
-pixels (R = k % 256, G = k // 256 % 256), every joint state and command its stamp in position 0,
-so a test can check the recorder stored the very sample it says. On exit it writes the stamps
+published; the camera's crystal runs on); ``unplug NAME`` / ``replug NAME`` lines on stdin do the
+same at any moment (each is acknowledged with ``UNPLUGGED NAME`` / ``REPLUGGED NAME``), and
+``stop`` ends the run early. Every image carries its frame number in its first
+pixels (R = k % 256, G = k // 256 % 256), every joint state and command its stamp in position 0
+(``(stamp - t0) % 3 - 1.5`` rad, inside every joint's limits like the others' 0.02), so a test can
+check the recorder stored the very sample it says. On exit it writes the stamps
 it published, per stream, to ``log`` and prints ``START <t0>`` / ``DONE`` lines on stdout.
 """
 
@@ -59,6 +62,10 @@ class Publisher:
         self.log: dict[str, list[float]] = {}
         self.lock = threading.Lock()
         self.t0 = time.time() + 1.0  # every stream starts on its own phase after discovery
+        self.unplugged: set[str] = set()
+
+    def mark(self, stamp: float) -> float:
+        return (stamp - self.t0) % 3.0 - 1.5
 
     def record(self, stream: str, stamp: float) -> None:
         with self.lock:
@@ -84,7 +91,7 @@ class Publisher:
             stamp = exposure + (random.uniform(-jitter, jitter) if jitter else 0.0)
             if not sleep_until(exposure + 0.004, self.stop):  # readout + transfer before it is published
                 return
-            if not any(a <= exposure < b for a, b in outages):
+            if name not in self.unplugged and not any(a <= exposure < b for a, b in outages):
                 pixels = base if not cfg.get("noise") else np.roll(base, k, axis=1)
                 pixels = pixels.copy()
                 pixels[0, :4] = (k % 256, (k // 256) % 256, 7)
@@ -113,7 +120,7 @@ class Publisher:
             # this thread up to 0.2 s late, so the read time is the timer's (a burst after a stall
             # arrives late, as from a real driver behind a busy link, but is not a gap in the data)
             stamp = self.t0 + k * period + random.uniform(0.0, cfg.get("jitter_s", 0.0005))
-            msg = JointState(name=names, position=[stamp - self.t0] + [0.1] * (len(names) - 1),
+            msg = JointState(name=names, position=[self.mark(stamp)] + [0.02] * (len(names) - 1),
                              velocity=[0.0] * len(names), effort=[0.0] * len(names))
             msg.header.stamp = ros_time(stamp)
             pub.publish(msg)
@@ -128,10 +135,20 @@ class Publisher:
             stamp = self.t0 + 0.0021 + k * period  # the teleop's own timer (see joints)
             msg = JointTrajectory(joint_names=list(cfg["names"]))
             msg.header.stamp = ros_time(stamp)
-            msg.points = [JointTrajectoryPoint(positions=[stamp - self.t0] + [0.2] * (len(cfg["names"]) - 1))]
+            msg.points = [JointTrajectoryPoint(positions=[self.mark(stamp)] + [0.02] * (len(cfg["names"]) - 1))]
             pub.publish(msg)
             self.record("action", stamp)
             k += 1
+
+    def commands(self) -> None:
+        for line in sys.stdin:
+            words = line.split()
+            if words == ["stop"]:
+                self.stop.set()
+                return
+            if len(words) == 2 and words[0] in ("unplug", "replug"):
+                (self.unplugged.add if words[0] == "unplug" else self.unplugged.discard)(words[1])
+                print(f"{words[0].upper()}GED {words[1]}", flush=True)
 
     def run(self) -> None:
         cfg = self.config
@@ -143,6 +160,7 @@ class Publisher:
             threads.append(threading.Thread(target=self.teleop, args=(cfg["teleop"],), daemon=True))
         for thread in threads:
             thread.start()
+        threading.Thread(target=self.commands, daemon=True).start()
         print(f"START {self.t0:.6f}", flush=True)
         try:
             self.stop.wait(1.0 + cfg.get("duration_s", 10.0))

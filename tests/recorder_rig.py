@@ -36,15 +36,24 @@ class IndependentPublisher:
         self.config_path.write_text(json.dumps(config))
         self.log_path = Path(config["log"])
         self.process = subprocess.Popen([sys.executable, str(PUBLISHER), str(self.config_path)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env=env)
         line = self.process.stdout.readline()
         if not line.startswith("START"):
             raise RuntimeError(f"independent publisher did not start: {line}{self.process.stdout.read()}")
         self.t0 = float(line.split()[1])
 
-    def wait(self, timeout_s: float = 120.0) -> dict:
-        """Wait for the end of its run; the stamps it published, per stream."""
-        out, _ = self.process.communicate(timeout=timeout_s)
+    def command(self, text: str) -> None:
+        """``unplug NAME`` / ``replug NAME``: returns once the publisher has acted on it."""
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        ack = self.process.stdout.readline()
+        if not ack.startswith(text.split()[0].upper()):
+            raise RuntimeError(f"publisher did not acknowledge {text!r}: {ack!r}")
+
+    def wait(self, timeout_s: float = 120.0, stop: bool = True) -> dict:
+        """End its run (``stop``; else wait for its duration); the stamps it published, per stream."""
+        out, _ = self.process.communicate("stop\n" if stop else None, timeout=timeout_s)
         if self.process.returncode != 0 or "DONE" not in out:
             raise RuntimeError(f"independent publisher failed ({self.process.returncode}): {out}")
         return json.loads(self.log_path.read_text())

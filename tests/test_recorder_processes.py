@@ -4,6 +4,9 @@ xs_sdk do, default reliable QoS), driven through its services, console and gamep
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from process_launch import RosClient
@@ -48,7 +51,7 @@ def check_episode(store, i: int, published: dict, cameras: dict) -> None:
         marks = ep[f"images/{name}"][:, 0, 0, :2].astype(int)  # ... and its pixels are that frame's (png)
         np.testing.assert_array_equal(marks[:, 0] + 256 * marks[:, 1], k)
     state_stamps = ep["stamps/state"][:, 0]
-    np.testing.assert_allclose(ep["state"][:, 0], state_stamps - published["t0"], atol=1e-5)  # the value is the sample's
+    np.testing.assert_allclose(ep["state"][:, 0], (state_stamps - published["t0"]) % 3.0 - 1.5, atol=2e-5)  # its value
     assert np.abs(ep["skew/state"]).max() <= 0.5 / min(50.0, 100.0) + 2e-3
 
 
@@ -78,3 +81,288 @@ def test_free_running_cameras_every_step_present_and_skew_within_half_a_period(p
     assert s.num_episodes == 2
     for i in range(2):
         check_episode(s, i, published, CAMERAS)
+
+
+def test_unplugged_camera_is_loud_and_its_hole_is_marked_never_silent(process_launch, tmp_path):
+    """A camera unplugged for 3 s mid-episode: diagnostics and status say ERROR (naming it) while it
+    is out, the episode is saved with exactly that hole marked, and training never crosses it."""
+    import time
+
+    from vla_robot.data import EpisodeStore, VLADataset
+    from vla_robot.data.cli import main as vla_data
+
+    cams = {"front": camera(29.97, phase=0.3), "wrist": camera(30.03, phase=0.7, drift_ppm=800.0)}
+    store = str(tmp_path / "unplug.zarr")
+    process_launch.start(recorder_node(store, list(cams)))
+    publisher = IndependentPublisher(publisher_config(cams, 100.0, 20.0, tmp_path / "stamps.json"), tmp_path)
+    try:
+        with RosClient("unplug") as ros:
+            probe = RecorderProbe(ros)
+            probe.wait_streams(["state", "action", "images/front", "images/wrist"])
+            assert probe.call("start").success
+            time.sleep(2.0)
+            publisher.command("unplug wrist")
+            unplugged = time.monotonic()
+            time.sleep(3.0)
+            during = [lv for lv in probe.levels(since=unplugged) if lv[1] == 2]  # ERROR while it is out
+            status_during = [json.loads(m.data) for t, m in list(probe.statuses) if t >= unplugged]
+            publisher.command("replug wrist")
+            probe.wait_status(lambda s: s["streams"]["images/wrist"]["alive"] and s["level"] != "ERROR",
+                              what="the camera back and no ERROR")
+            time.sleep(2.0)
+            saved = probe.call("save", data=True)
+            assert saved.success, saved.message
+            after = probe.status()
+        published = publisher.wait()
+    finally:
+        publisher.kill()
+    process_launch.assert_alive()
+    wrist = np.asarray(published["stamps"]["images/wrist"])
+    out = int(np.argmax(np.diff(wrist)))
+    unplugged_s = wrist[out + 1] - wrist[out]  # from the last frame before the unplug to the first after
+    assert unplugged_s > 2.9
+
+    assert during, "no ERROR in /diagnostics while the camera was unplugged"
+    assert "images/wrist" in during[0][2] and "front" not in during[0][2]
+    loud = [s for s in status_during if s["level"] == "ERROR"]
+    assert loud and loud[0]["stale_streams"] == ["images/wrist"] and loud[0]["state"] == "recording"
+    assert "missing in 1 marked hole(s): images/wrist" in saved.message  # the operator is told at once
+    assert after["last_episode"]["result"] == "saved" and "marked hole" in after["last_episode"]["notes"][0]
+
+    s = EpisodeStore.open(store)
+    meta = s.episode_meta(0)
+    holes = meta["extra"]["alignment"]["holes"]
+    assert len(holes) == 1 and holes[0]["streams"] == ["images/wrist"]
+    assert abs(holes[0]["length"] - (unplugged_s * RATE - 1)) <= 2  # the steps with no wrist frame near
+    steps = s.read("step_index", 0)
+    jump = int(np.flatnonzero(np.diff(steps) > 1)[0])
+    assert steps[jump + 1] - steps[jump] - 1 == holes[0]["length"] == meta["hole_steps"]
+    assert abs(meta["grid_steps"] - meta["extra"]["alignment"]["requested_s"] * RATE) <= 2  # start -> save
+    assert vla_data(["validate", store, "--quiet"]) == 0  # a marked hole is a warning, not a problem
+    ds = VLADataset(store, cameras=["wrist"], horizon=8, split="all")
+    for t in range(max(0, jump - 8), jump + 1):  # chunks that would reach over the hole stop before it
+        sample = ds[t]
+        real = int((~sample["action_is_pad"]).sum())
+        assert real == min(8, jump - t + 1), (t, sample["action_is_pad"])
+    assert not ds[jump + 1]["action_is_pad"].any()
+
+
+def in_mount_namespace(directory: Path, size: str) -> list[str] | None:
+    """A command prefix that runs a program with a ``size`` tmpfs mounted at ``directory`` in its
+    own mount namespace (root: plain unshare; otherwise with a user namespace); None if unavailable."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return None
+    base = ["unshare", "--mount", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    prefix = base + ["sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "{directory}" && exec "$@"', "in-tmpfs"]
+    probe = subprocess.run(prefix + ["true"], capture_output=True, text=True, timeout=30)
+    return prefix if probe.returncode == 0 else None
+
+
+def test_disk_full_fails_the_episode_at_once_and_committed_episodes_survive(process_launch, tmp_path):
+    """A real ENOSPC: the recorder runs with its store on a 2 MB tmpfs (its own mount namespace).
+    The second episode fills it: the episode fails at once (status FAILED, diagnostics ERROR, no
+    save), and the first, committed episode stays intact."""
+    import time
+
+    from process_launch import NodeLaunch
+
+    from vla_robot.data import EpisodeStore
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    prefix = in_mount_namespace(disk, "2m")
+    if prefix is None:
+        pytest.skip("cannot mount a tmpfs in a private mount namespace here (unshare --mount denied)")
+
+    class OnTmpfs(NodeLaunch):
+        def command(self, install, directory):
+            return prefix + super().command(install, directory)
+
+    node = recorder_node(str(disk / "full.zarr"), ["front", "wrist"], width=96, height=72)
+    recorder = process_launch.start(OnTmpfs(node.executable, node.name, node.parameters))
+    cams = {"front": camera(30.0, phase=0.2, noise=True), "wrist": camera(30.0, phase=0.6, noise=True)}
+    publisher = IndependentPublisher(publisher_config(cams, 100.0, 60.0, tmp_path / "stamps.json", size=(96, 72)),
+                                     tmp_path)
+    store = Path(f"/proc/{recorder.process.pid}/root") / str(disk).lstrip("/") / "full.zarr"
+    try:
+        with RosClient("disk_full") as ros:
+            probe = RecorderProbe(ros)
+            probe.wait_streams(["state", "action", "images/front", "images/wrist"])
+            record(probe, 0.7)  # fits
+            first = EpisodeStore.open(store).read_episode(0)
+            assert probe.call("start").success
+            failed = probe.wait_status(lambda s: s["state"] == "failed", timeout_s=60.0,
+                                       what="the episode failing on the full disk")
+            status = probe.status()
+            assert status["level"] == "ERROR" and "disk full" in status["problems"][0]
+            assert "FAILED" in status["problems"][0] and not status["recording"]
+            probe.ros.wait_for(lambda: any(lv[1] == 2 and "disk full" in lv[2] for lv in probe.levels()),
+                               what="ERROR in /diagnostics")
+            saved = probe.call("save", data=True)
+            assert not saved.success and "failed and was not saved" in saved.message and "disk full" in saved.message
+            assert "1 committed episodes are intact" in saved.message
+            again = EpisodeStore.open(store)
+            assert again.num_episodes == 1
+            for key, value in again.read_episode(0).items():
+                np.testing.assert_array_equal(value, first[key], err_msg=key)
+            assert failed
+    finally:
+        publisher.kill()
+    process_launch.assert_alive()
+
+
+class Terminal:
+    """A program on a pseudo-terminal, as an operator's terminal runs it: keys in, screen out."""
+
+    def __init__(self, argv: list[str], env: dict):
+        import os
+        import pty
+        import subprocess
+        import threading
+
+        self.master, slave = pty.openpty()
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        os.close(slave)
+        self.screen = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import os
+
+        while True:
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            self.screen += data.decode(errors="replace")
+
+    def press(self, key: str) -> None:
+        import os
+
+        os.write(self.master, key.encode())
+
+    def close(self) -> None:
+        import os
+
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        os.close(self.master)
+
+
+def test_console_in_its_own_terminal_drives_the_recorder_through_its_services(process_launch, tmp_path):
+    """`vla-robot console` (installed entry point, on a pty): the recorder's keys, a live status line
+    with per-stream skew, and every command through the recorder's services. It inherits this test's
+    ROS_DOMAIN_ID: had it picked a domain itself, it would never reach the recorder."""
+    import os
+    import sys
+    import time
+
+    from vla_robot.data import EpisodeStore
+
+    cams = {"front": camera(29.97, phase=0.4)}
+    store = str(tmp_path / "console.zarr")
+    process_launch.start(recorder_node(store, list(cams)))
+    publisher = IndependentPublisher(publisher_config(cams, 100.0, 60.0, tmp_path / "stamps.json"), tmp_path)
+    console = Terminal([str(Path(sys.executable).with_name("vla-robot")), "console", "--recorder", "/recorder"],
+                       env=dict(os.environ))
+    try:
+        with RosClient("console_test") as ros:
+            probe = RecorderProbe(ros)
+            probe.wait_streams(["state", "action", "images/front"])
+            ros.wait_for(lambda: "[idle] ep 0" in console.screen, what="the console's status line")
+
+            def key(k, until, what):
+                console.press(k)
+                probe.wait_status(until, what=what)
+
+            key(" ", lambda s: s["recording"], "space starts")
+            time.sleep(1.0)
+            ros.wait_for(lambda: "[REC] ep 0" in console.screen and "skew p99 ms state" in console.screen,
+                         what="the live line while recording")
+            key(" ", lambda s: s["episodes_saved"] == 1, "space saves as success")
+            key(" ", lambda s: s["recording"], "space starts again")
+            time.sleep(0.5)
+            key("f", lambda s: s["episodes_saved"] == 2, "f saves as failure")
+            key(" ", lambda s: s["recording"], "start")
+            key("d", lambda s: s["episodes_discarded"] == 1, "d discards")
+            key("r", lambda s: s["recording"], "r when idle starts")
+            time.sleep(0.3)
+            key("r", lambda s: s["episodes_discarded"] == 2 and s["recording"], "r re-records")
+            time.sleep(0.5)
+            key(" ", lambda s: s["episodes_saved"] == 3, "save")
+            ros.wait_for(lambda: "save: episode 2 saved (success=True)" in console.screen, what="the answer shown")
+            console.press("q")
+            assert console.process.wait(timeout=30) == 0
+            assert "console closed; the recorder keeps running" in console.screen
+            probe.wait_status(lambda s: not s["recording"], what="recorder still answering")
+        publisher.wait()
+    finally:
+        publisher.kill()
+        console.close()
+    process_launch.assert_alive()
+    s = EpisodeStore.open(store)
+    assert [s.episode_meta(i)["success"] for i in range(s.num_episodes)] == [True, False, True]
+
+
+def test_gamepad_buttons_start_save_and_discard_on_rising_edges(process_launch, tmp_path):
+    """sensor_msgs/Joy on `joy`, as joy_node publishes it at 20 Hz: Start / Y / X / Back act once per
+    press however long held; the teleop's deadman (RB 5) and gripper buttons (A 0, B 1) do nothing."""
+    import time
+
+    from sensor_msgs.msg import Joy
+
+    from vla_robot.data import EpisodeStore
+
+    cams = {"front": camera(30.0, phase=0.1)}
+    store = str(tmp_path / "joy.zarr")
+    recorder = process_launch.start(recorder_node(store, list(cams)))
+    publisher = IndependentPublisher(publisher_config(cams, 100.0, 60.0, tmp_path / "stamps.json"), tmp_path)
+    try:
+        with RosClient("gamepad") as ros:
+            probe = RecorderProbe(ros)
+            pad = ros.publisher(Joy, "joy")
+            probe.wait_streams(["state", "action", "images/front"])
+            ros.wait_for(lambda: pad.get_subscription_count() > 0, what="the recorder subscribed to joy")
+
+            def hold(buttons: set[int], seconds: float = 0.4) -> None:
+                for _ in range(int(seconds * 20)):
+                    pad.publish(Joy(axes=[0.0] * 8, buttons=[int(b in buttons) for b in range(11)]))
+                    time.sleep(0.05)
+
+            hold(set())
+            hold({5, 0, 1}, 1.0)  # deadman and gripper while teleoperating
+            assert probe.status()["state"] == "idle"
+            hold({7}, 1.0)  # Start held for 20 messages: one start
+            probe.wait_status(lambda s: s["recording"], what="Start starts")
+            hold({5, 7})  # still held, with the deadman: nothing more
+            hold({5}, 1.0)
+            hold({5, 3})  # Y
+            probe.wait_status(lambda s: s["episodes_saved"] == 1, what="Y saves as success")
+            hold(set())
+            hold({7})
+            probe.wait_status(lambda s: s["recording"], what="Start")
+            hold(set(), 0.5)
+            hold({2})  # X
+            probe.wait_status(lambda s: s["episodes_saved"] == 2, what="X saves as failure")
+            hold(set())
+            hold({7})
+            probe.wait_status(lambda s: s["recording"], what="Start")
+            hold(set())
+            hold({6})  # Back
+            probe.wait_status(lambda s: s["episodes_discarded"] == 1 and not s["recording"], what="Back discards")
+        publisher.wait()
+    finally:
+        publisher.kill()
+    process_launch.assert_alive()
+    assert "already recording" not in recorder.log_tail(20000)  # a held button fired once
+    assert recorder.log_tail(20000).count("gamepad: start") == 3
+    s = EpisodeStore.open(store)
+    assert [s.episode_meta(i)["success"] for i in range(s.num_episodes)] == [True, False]

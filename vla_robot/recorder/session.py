@@ -58,6 +58,11 @@ class RecorderStats:
         return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
+def _reason(exc: Exception) -> str:
+    """A store error's own sentence (an OSError's str would prefix '[Errno N]')."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def _skew_summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
@@ -238,7 +243,7 @@ class EpisodeRecorder:
                                                             "gaps": dict(self.aligner.stats.gaps),
                                                             "dropped_steps": alignment["hole_steps"]})
         except StoreError as exc:
-            self._fail(writer, str(exc))
+            self._fail(writer, _reason(exc))
             failed, self._failed = self._failed, None
             raise RecorderStateError(f"episode {failed['episode']} failed and was not saved: {failed['error']}") from exc
         self.stats.episodes_saved += 1
@@ -369,7 +374,7 @@ class EpisodeRecorder:
                 self._episode_frames += 1
             except StoreWriteError as exc:  # disk full, permission, I/O error: the episode is lost
                 self.stats.write_errors += 1
-                self._dead, self._failure = writer, (writer, str(exc))
+                self._dead, self._failure = writer, (writer, _reason(exc))
             except StepValidationError as exc:  # a malformed sample: this step becomes a hole
                 self.stats.write_errors += 1
                 self.stats.last_error = f"step {step.index} not written: {exc}"
