@@ -250,3 +250,17 @@ def test_grid_follows_the_operators_clock_only_when_the_streams_are_stamped_on_i
         assert al.on_clock(clock, now) is on, (speed, lag)
         al.arm(clock_now=clock, now=now)
         assert al._t0 == (clock if on else None)  # else it waits for the first joint state
+
+
+def test_a_sample_arriving_after_its_step_was_decided_is_counted_late():
+    al = StreamAligner(AlignerConfig(10.0, ("state", "images/cam"), max_wait_s=0.2))
+    al.arm()
+    for k in range(20):
+        t = k * 0.1
+        al.add("state", t, t, receive=t)
+        if k < 5:
+            al.add("images/cam", t, t, receive=t)
+        al.poll(now=t)
+    assert al.stats.late["images/cam"] == 0
+    al.add("images/cam", 0.6, 0.6, receive=2.0)  # its step went by long ago (counted as a hole meanwhile)
+    assert al.stats.late["images/cam"] == 1 and al.stats.late["state"] == 0

@@ -143,6 +143,7 @@ class AlignerStats:
     gaps: dict[str, int] = field(default_factory=dict)  # hole + trimmed steps each stream caused
     out_of_order: dict[str, int] = field(default_factory=dict)  # samples older than their stream's newest
     overflows: dict[str, int] = field(default_factory=dict)  # samples dropped because a buffer was full
+    late: dict[str, int] = field(default_factory=dict)  # samples that arrived after their step was decided
 
     @property
     def dropped_steps(self) -> int:
@@ -209,7 +210,7 @@ class StreamAligner:
     def _new_stats(self) -> AlignerStats:
         names = self.config.streams
         return AlignerStats(gaps=dict.fromkeys(names, 0), out_of_order=dict.fromkeys(names, 0),
-                            overflows=dict.fromkeys(names, 0))
+                            overflows=dict.fromkeys(names, 0), late=dict.fromkeys(names, 0))
 
     # -- episode control -----------------------------------------------------------------
     def arm(self, t0: float | None = None, clock_now: float | None = None, now: float | None = None) -> None:
@@ -292,6 +293,8 @@ class StreamAligner:
         else:
             if stream == self.config.reference and self._t0 is None:
                 self._t0 = float(stamp)
+            elif self._t0 is not None and self._k and stamp < self._t0 + (self._k - 1.5) * self.config.period:
+                self.stats.late[stream] += 1  # nearest to a step already decided: max_wait_s was too short
             if len(st.samples) > self.config.buffer:
                 st.drop_before(len(st.samples) - self.config.buffer)
                 self.stats.overflows[stream] += 1

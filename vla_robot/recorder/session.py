@@ -434,6 +434,7 @@ class EpisodeRecorder:
             "max_skew_s": {s: self.aligner.skew_limit(s) for s in self.streams},
             "skew": {s: _skew_summary(v) for s, v in self._skews.items()},
             "out_of_order": dict(st.out_of_order),
+            "late": dict(st.late),
             "notes": notes,
         }
 
@@ -464,6 +465,7 @@ class EpisodeRecorder:
                     "gap_steps": st.gaps.get(name, 0),
                     "rejected": self.health.rejected.get(name, 0),
                     "out_of_order": st.out_of_order.get(name, 0),
+                    "late": st.late.get(name, 0),
                 }
             level, problems = OK, []
             if self._failed:

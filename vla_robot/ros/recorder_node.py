@@ -41,7 +41,7 @@ from vla_robot.ros.conversions import (MessageError, depth_from_msg, from_time, 
                                        joint_positions_from_msg, targets_from_trajectory)
 from vla_robot.ros.executor import spin_single
 from vla_robot.ros.params import declare
-from vla_robot.ros.qos import LATCHED_QOS, RECORD_COMMAND_QOS, joint_qos, sensor_qos
+from vla_robot.ros.qos import LATCHED_QOS, RECORD_COMMAND_QOS, record_qos
 
 PARAMS = {
     "sensor_qos": "sensor_data",  # sensor_data (best effort) | reliable (composed stacks)
@@ -83,7 +83,7 @@ class RecorderNode(Node):
         from vla_robot.recorder.session import EpisodeRecorder
 
         self.p = declare(self, PARAMS, overrides)
-        self._sensor_qos = sensor_qos(self.p.sensor_qos)
+        self._sensor_qos = record_qos(self.p.sensor_qos, 30.0)  # cameras: ~30 fps
         self.spec = get_robot_spec(self.p.robot)
         self.names = list(self.spec.joint_names)
         self.camera_names = tuple(c for c in self.p.cameras.split(",") if c)
@@ -114,7 +114,7 @@ class RecorderNode(Node):
         state_group, action_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         control, housekeeping = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self._waits = ReentrantCallbackGroup()
-        self.create_subscription(JointState, "joint_states", self._on_state, joint_qos(self.p.sensor_qos),
+        self.create_subscription(JointState, "joint_states", self._on_state, record_qos(self.p.sensor_qos, 200.0),
                                  callback_group=state_group)
         if self.p.action_source == "teleop":
             self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, RECORD_COMMAND_QOS,
