@@ -94,7 +94,12 @@ SCRIPT = textwrap.dedent(
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024, hard))  # files above 32 kB: EFBIG
     rec.start()
-    feed(1.5)  # two shards' worth of noise images: the first shard write fails
+    feed(1.0)  # noise images: the first 8-frame shard is larger than the limit
+    for _ in range(150):  # recording goes on at 30 Hz until the recorder notices (within a step or two)
+        if rec.status()["state"] == "failed":
+            break
+        feed(1 / 30)
+        time.sleep(1 / 30)
     out["status"] = rec.status()
     try:
         rec.save(True)

@@ -263,6 +263,12 @@ class EpisodeWriter:
         if future is not None:
             self._guard(future.result)
 
+    def check(self) -> None:
+        """Raise the error of a failed background write now (``append`` does it too), so a caller
+        between appends learns of a full disk at once. Call it from the thread that appends."""
+        if not self._closed:
+            self._check_background()
+
     def _check_background(self) -> None:
         """Surface a failed background write at the next call instead of at commit."""
         for bank, future in enumerate(self._pending):

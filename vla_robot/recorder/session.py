@@ -359,10 +359,17 @@ class EpisodeRecorder:
 
     # -- writer thread -------------------------------------------------------------------
     def _drain(self) -> None:
+        writer = None
         while not self._stop.is_set():
             try:
                 writer, step = self._queue.get(timeout=0.1)
             except queue.Empty:
+                if writer is not None and writer is self._writer and writer is not self._dead:
+                    try:
+                        writer.check()  # a shard write that failed after the last append
+                    except StoreWriteError as exc:
+                        self.stats.write_errors += 1
+                        self._dead, self._failure = writer, (writer, _reason(exc))
                 continue
             try:
                 if writer is self._dead:
@@ -438,6 +445,15 @@ class EpisodeRecorder:
             "notes": notes,
         }
 
+    def _live_skews(self, now: float) -> dict[str, dict[str, float]]:
+        """Per-stream skew summary for the status, recomputed at most twice a second (the node asks
+        20 times a second; a 10-minute episode has 18 000 steps per stream)."""
+        cached = getattr(self, "_skew_cache", None)
+        count = self._skew_count()
+        if cached is None or (cached[1] != count and now - cached[0] >= 0.5) or count < cached[1]:
+            self._skew_cache = (now, count, {s: _skew_summary(v) for s, v in self._skews.items()})
+        return self._skew_cache[2]
+
     def _skew_count(self) -> int:
         return len(self._skews["state"])
 
@@ -453,6 +469,7 @@ class EpisodeRecorder:
             duration = now - self._episode_start if recording else 0.0
             p50, p99 = self.stats.lag_percentiles()
             queue_holes = len(self._queue_holes) + len(self._bad_steps)
+            skews = self._live_skews(now)
             streams = {}
             for name in self.streams:
                 age = self.health.age(name, now)
@@ -461,7 +478,7 @@ class EpisodeRecorder:
                     "age_s": age,
                     "rate_hz": self.aligner.rate_hz(name),  # from stamps: arrival bursts do not count
                     "max_skew_ms": self.aligner.skew_limit(name) * 1000.0,
-                    **{f"skew_{k}": v for k, v in _skew_summary(self._skews[name]).items()},
+                    **{f"skew_{k}": v for k, v in skews[name].items()},
                     "gap_steps": st.gaps.get(name, 0),
                     "rejected": self.health.rejected.get(name, 0),
                     "out_of_order": st.out_of_order.get(name, 0),
