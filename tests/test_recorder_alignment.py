@@ -264,3 +264,23 @@ def test_a_sample_arriving_after_its_step_was_decided_is_counted_late():
     assert al.stats.late["images/cam"] == 0
     al.add("images/cam", 0.6, 0.6, receive=2.0)  # its step went by long ago (counted as a hole meanwhile)
     assert al.stats.late["images/cam"] == 1 and al.stats.late["state"] == 0
+
+
+def test_a_break_right_after_the_start_restarts_the_episode_instead_of_making_a_hole():
+    """A fast twin's previous episode still in flight at start (0.2 s of samples), then the reset's
+    1.5 s gap: those steps are warm-up and step 0 is after the gap. A break later is a hole."""
+    def stamps(breaks):
+        t = np.arange(0.0, 6.0, 1 / 30)
+        keep = np.ones(len(t), bool)
+        for lo, hi in breaks:
+            keep &= ~((t > lo) & (t < hi))
+        return t[keep]
+
+    for breaks, first, holes in (([(0.2, 1.7)], 1.7, 0), ([(2.2, 3.7)], 0.0, 1)):
+        t = stamps(breaks)
+        result = align_samples({"state": [(x, x) for x in t], "images/cam": [(x, x) for x in t]},
+                               AlignerConfig(RATE, ("state", "images/cam")))
+        assert result.steps[0].index == 0 and result.steps[0].grid_time == pytest.approx(first, abs=0.04)
+        assert len(result.stats.holes) == holes
+        assert [s.index for s in result.steps] == sorted({s.index for s in result.steps})
+    assert result.stats.warmup_steps == 0

@@ -15,7 +15,10 @@ The rule (docs/collect.md, "How alignment works"):
   1.5 of the stream's own median sample interval, whichever is larger, so one lost frame never
   makes a hole). Where a stream pauses around the grid time (its neighbouring samples more than
   two limits apart), starts after it or has stopped, the limit is half a control period or half
-  its interval: a teleop that starts late never lends its first command to the step before. A step without a usable sample of every stream is not stored: before the first
+  its interval: a teleop that starts late never lends its first command to the step before.
+* The first complete steps are held back for ``settle_s`` (0.5 s of grid time): if a stream breaks
+  off within them (a twin's previous episode still in flight when start was pressed, then the
+  reset's gap), they count as warm-up and the episode starts after the break. A step without a usable sample of every stream is not stored: before the first
   complete step it is *warm-up*, between complete steps it belongs to a *hole*, after the last
   one (at stop) it is *trimmed*. All three are counted, and holes are listed with the streams
   that caused them.
@@ -68,6 +71,7 @@ class AlignerConfig:
     max_lag_s: float | None = None  # host seconds a delivering-but-late stream is waited for (max(3, 3 max_wait_s))
     buffer: int = 1024  # samples kept per stream while steps are undecided (a lagging stream makes others wait)
     idle_keep: int = 6  # samples kept per stream before the episode is armed (the first step needs them)
+    settle_s: float = 0.5  # grid seconds the first complete steps are held back: a hole in them restarts the episode
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
@@ -202,6 +206,7 @@ class StreamAligner:
         self._t0: float | None = None
         self._k = 0  # next grid index to decide
         self._first: int | None = None  # grid index of the first complete step
+        self._held: list[AlignedStep] = []  # first complete steps, until settle_s of them passed without a hole
         self._last_complete: int | None = None
         self._pending: list[tuple[str, ...]] = []  # missing streams of undecided-hole steps since the last complete one
         self._end: float | None = None  # stamp of the last grid time that belongs to the episode (after stop)
@@ -223,6 +228,7 @@ class StreamAligner:
         self._t0 = t0 if t0 is not None else clock_now if self.on_clock(clock_now, now) else None
         self._k = 0
         self._first = self._last_complete = None
+        self._held: list[AlignedStep] = []
         self._pending = []
         self._end = self._stop_receive = None
 
@@ -373,6 +379,8 @@ class StreamAligner:
         if self._end is None:
             self.stop()
         out = self._run(math.inf, final=True)
+        out += self._held  # an episode shorter than settle_s keeps what it has
+        self._held = []
         if self._pending:
             self.stats.trimmed_steps += len(self._pending)
             self.stats.trimmed_streams = _union(self._pending)
@@ -395,6 +403,10 @@ class StreamAligner:
             if decision is None:
                 break
             missing = tuple(s for s, (smp, _) in decision.items() if smp is None)
+            if missing and self._held:  # the streams broke off right after they began (a reset in flight)
+                self.stats.warmup_steps += self._k - self._first
+                self.stats.steps -= len(self._held)
+                self._first, self._held = None, []
             if missing:
                 if self._first is None:
                     self.stats.warmup_steps += 1
@@ -416,7 +428,14 @@ class StreamAligner:
                 skew = {s: smp.stamp - t for s, smp in samples.items()}
                 self.stats.steps += 1
                 self._last_complete = self._k
-                out.append(AlignedStep(self._k - self._first, t, samples, skew))
+                step = AlignedStep(self._k - self._first, t, samples, skew)
+                if self._held or step.index == 0:
+                    self._held.append(step)
+                    if t - self._held[0].grid_time >= self.config.settle_s or final:
+                        out += self._held
+                        self._held = []
+                else:
+                    out.append(step)
             self._k += 1
             self._prune(self._t0 + self._k * period)
         return out
