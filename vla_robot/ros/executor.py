@@ -130,6 +130,8 @@ def spin_single(node_factory, args=None) -> None:
     (``ExternalShutdownException``) or as ``KeyboardInterrupt``; either way the node's
     ``close()`` runs, so drivers release their ports and twins their shared memory.
     """
+    import signal
+
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
@@ -140,9 +142,18 @@ def spin_single(node_factory, args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        close = getattr(node, "close", None)
-        if close:
-            close()
+        # rclpy's handler and Python's both act on one SIGINT: the second arrives as a KeyboardInterrupt
+        # a moment later. Ignore further SIGINTs (launch escalates to SIGTERM if need be) and let a
+        # pending one interrupt close() at most once.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for _ in range(2):
+            try:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+                break
+            except KeyboardInterrupt:
+                continue
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
