@@ -332,13 +332,9 @@ class RosClient:
         client = self.client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise TimeoutError(f"service {name} did not appear within {timeout_s}s")
-        future = client.call_async(srv_type.Request(**fields))
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service {name} did not answer within {timeout_s}s")
-            time.sleep(0.005)
-        return future.result()
+        from vla_robot.ros.executor import await_future
+
+        return await_future(client.call_async(srv_type.Request(**fields)), timeout_s, f"service {name}")
 
     def subscribe(self, msg_type, topic: str, qos=10, keep: int = 100000) -> list:
         """Collect messages of ``topic`` (as (receive monotonic time, msg)) into ``self.messages[topic]``."""

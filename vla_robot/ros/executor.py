@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import rclpy
 from rclpy.context import Context
@@ -75,6 +76,16 @@ class ComposedProcess:
         self.shutdown()
 
 
+def await_future(future, timeout_s: float, what: str):
+    """The result of an rclpy future that another thread's executor completes; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer within {timeout_s}s")
+        time.sleep(0.005)
+    return future.result()
+
+
 def pin_to_one_core() -> set[int] | None:
     """Run this thread, and every thread it starts from now on, on a single CPU.
 
@@ -135,9 +146,10 @@ def spin_single(node_factory, args=None) -> None:
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
-    node = node_factory()
-    freeze_startup_objects()
-    try:
+    node = None
+    try:  # a SIGINT may come while the node is still starting (launch stopped early): exit quietly then too
+        node = node_factory()
+        freeze_startup_objects()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -154,6 +166,7 @@ def spin_single(node_factory, args=None) -> None:
                 break
             except KeyboardInterrupt:
                 continue
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
