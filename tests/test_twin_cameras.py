@@ -28,7 +28,17 @@ def start_twin(process_launch, tag: str) -> str:
 
 def camera(address: str, namespace: str, name: str = "third_person", **timing) -> NodeLaunch:
     params = {"source": "twin", "camera_name": name, "device": address, "width": 48, "height": 48, **timing}
-    return NodeLaunch("camera_node", f"camera_{name}", parameters=[params], namespace=namespace)
+    return NodeLaunch("camera_node", f"camera_{namespace}", parameters=[params], namespace=namespace)
+
+
+def diagnostics_of(messages, node: str, after: float = 0.0) -> dict:
+    """The newest /diagnostics values a camera node published (status '<node>: camera') received after ``after``."""
+    from vla_robot.ros.diagnostics import status_values
+
+    for received, msg in reversed(messages):
+        if received > after and msg.status[0].name == f"{node}: camera":
+            return status_values(msg)
+    return {}
 
 
 def intervals_in_frames(stamps: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +48,7 @@ def intervals_in_frames(stamps: np.ndarray, period: float) -> tuple[np.ndarray, 
 
 
 def test_free_running_cameras_keep_their_own_rates_offsets_and_drops(process_launch):
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
@@ -51,12 +62,17 @@ def test_free_running_cameras_keep_their_own_rates_offsets_and_drops(process_lau
         process_launch.start(camera(address, ns, **timing))
     with RosClient() as ros:
         got = {ns: ros.subscribe(Image, f"/{ns}/third_person/image_raw", qos_profile_sensor_data) for ns in settings}
+        diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
         ros.wait_for(lambda: all(len(v) >= 20 for v in got.values()), timeout_s=90, what="frames from every camera")
         start = {ns: len(v) for ns, v in got.items()}
         ros.wait_for(lambda: all(len(got[ns]) - start[ns] >= 180 for ns in got), timeout_s=120,
                      what="180 more frames from every camera")
         process_launch.assert_alive()
         frames = {ns: list(v[start[ns]:]) for ns, v in got.items()}
+        end = time.monotonic()  # drop counters published after the frames were taken count them all
+        ros.wait_for(lambda: all(diagnostics_of(diagnostics, f"camera_{ns}", end) for ns in settings), timeout_s=10,
+                     what="every camera's diagnostics")
+        counters = {ns: diagnostics_of(diagnostics, f"camera_{ns}", end) for ns in settings}
     wall_minus_mono = time.time() - time.monotonic()
     for ns, timing in settings.items():
         stamps = np.array([stamp(m) for _, m in frames[ns]])
@@ -77,10 +93,12 @@ def test_free_running_cameras_keep_their_own_rates_offsets_and_drops(process_lau
             assert np.median(gaps[n == 1]) == pytest.approx(period, rel=2e-4), ns
             assert np.median(whole) < 1e-4, ns
         missing = (n - 1).sum() / n.sum()
-        if timing.get("drop_pattern"):
-            assert 0.09 <= missing <= 0.2, (ns, missing)  # every 10th frame lost on the device
-        else:
-            assert missing < 0.05, (ns, missing)
+        device_drops, host_drops = int(counters[ns]["device_drops"]), int(counters[ns]["host_drops"])
+        if timing.get("drop_pattern"):  # every 10th frame lost on the device
+            assert missing >= 0.09 and device_drops >= 0.09 * n.sum(), (ns, missing, counters[ns])
+        else:  # nothing lost on the device; a reader starved by a loaded CPU loses frames on the host side,
+            # and every one of those is counted, never silent
+            assert device_drops == 0 and (n - 1).sum() <= host_drops and missing < 0.5, (ns, missing, counters[ns])
         if "phase_s" in timing:  # captures at 10 ms into each period of the ROS clock, stamped >= 5 ms later
             phase = np.mod(stamps - timing["phase_s"] - 0.005, period)
             distance = np.minimum(phase, period - phase)
