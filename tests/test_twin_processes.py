@@ -164,5 +164,5 @@ def test_collect_launch_sim_records_a_successful_episode_in_separate_processes(p
     episode = episodes.read_episode(0)
     assert len(episode["action"]) >= 30  # ~5 s of the expert at 10 Hz
     assert episode["images/third_person"].shape[1:] == (64, 64, 3)
-    moved = np.abs(episode["state"][-1] - episode["state"][0]).max()
-    assert moved > 0.3  # the arm carried the cube across the table while recording
+    moved = np.abs(episode["state"] - episode["state"][0]).max()
+    assert moved > 0.3  # the arm travelled while recording (where it ends depends on the card it placed on)
