@@ -241,7 +241,8 @@ class StreamAligner:
 
     def on_clock(self, clock_now: float | None, now: float | None = None) -> bool:
         """Whether the reference stream is stamped on the clock that reads ``clock_now`` (host time
-        ``now``): over its last seconds its stamps advanced at the host clock's rate (+-1 %) and its
+        ``now``): over its last seconds its stamps advanced at the host clock's rate (+-5 %: a stalled driver
+        delivers a sample late, not on another clock) and its
         newest stamp is at most ``max_lag_s`` behind ``clock_now``. A twin that runs faster or
         lock-steps stamps in its own time, and then the grid follows its samples instead."""
         if clock_now is None:
@@ -253,7 +254,7 @@ class StreamAligner:
         (s0, r0), (s1, r1) = probe[0], probe[-1]
         rate = (s1 - s0) / (r1 - r0)
         behind = clock_now - (s1 + (now - r1))  # the newest stamp, brought forward to now, vs the clock
-        return abs(rate - 1.0) <= 0.01 and abs(behind) <= self.config.max_lag_s
+        return abs(rate - 1.0) <= 0.05 and abs(behind) <= self.config.max_lag_s
 
     def stop(self, end: float | None = None, now: float | None = None, clock_now: float | None = None) -> float | None:
         """The episode ends at stamp ``end``; else at ``clock_now`` if the streams are stamped on that
