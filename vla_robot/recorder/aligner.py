@@ -273,6 +273,13 @@ class StreamAligner:
         self._stop_receive = now
         return end
 
+    def lagging(self, now: float) -> bool:
+        """After ``stop``: a stream that still delivers (within ``max_wait_s``) has not reached the end."""
+        if self._end is None:
+            return False
+        return any(st.last_receive is not None and now - st.last_receive < self.config.max_wait_s
+                   and (st.newest is None or st.newest < self._end) for st in self._streams.values())
+
     @property
     def grid_start(self) -> float | None:
         """Grid time of step index 0 (the first complete step), once there is one."""

@@ -198,13 +198,20 @@ class EpisodeRecorder:
             return time.monotonic() + self.aligner.config.max_wait_s
 
     def save_ready(self, deadline: float) -> bool:
-        """Decide what can be decided; True once every step up to the end is, or at ``deadline``."""
+        """Decide what can be decided; True once every step up to the end is, or at ``deadline``
+        (``max_wait_s`` after the save), or up to ``max_lag_s`` while a stream still delivering
+        has not reached the end (a loaded machine: its last samples are still on their way)."""
+        now = time.monotonic()
         with self._lock:
             self._check_failure(self._closing)
             if self.recording:
                 for step in self.aligner.poll():
                     self._enqueue(step)
-            return self.aligner.done or time.monotonic() >= deadline or not self.recording
+            if self.aligner.done or not self.recording:
+                return True
+            cfg = self.aligner.config
+            lag_deadline = deadline - cfg.max_wait_s + cfg.max_lag_s
+            return now >= (lag_deadline if self.aligner.lagging(now) else deadline)
 
     def finish_save(self, success: bool, **meta) -> int:
         with self._lock:
