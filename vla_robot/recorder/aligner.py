@@ -16,12 +16,12 @@ The rule (docs/collect.md, "How alignment works"):
   makes a hole). Where a stream pauses around the grid time (its neighbouring samples more than
   two limits apart), starts after it or has stopped, the limit is half a control period or half
   its interval: a teleop that starts late never lends its first command to the step before.
+* A step without a usable sample of every stream is not stored: before the first complete step
+  it is *warm-up*, between complete steps it belongs to a *hole*, after the last one (at stop) it
+  is *trimmed*. All three are counted, and holes are listed with the streams that caused them.
 * The first complete steps are held back for ``settle_s`` (0.5 s of grid time): if a stream breaks
   off within them (a twin's previous episode still in flight when start was pressed, then the
-  reset's gap), they count as warm-up and the episode starts after the break. A step without a usable sample of every stream is not stored: before the first
-  complete step it is *warm-up*, between complete steps it belongs to a *hole*, after the last
-  one (at stop) it is *trimmed*. All three are counted, and holes are listed with the streams
-  that caused them.
+  reset's gap), they count as warm-up and the episode starts after the break.
 
 Why nearest and not the previous rule (nearest within 40 % of a control period): a camera at
 29.97 fps slides 1 ms per second against a 30 Hz grid, so its nearest frame drifts anywhere
