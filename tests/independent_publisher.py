@@ -10,7 +10,7 @@ Stamps follow each device's own timer; delivery is as late as the (loaded) machi
 
 CONFIG (all times in seconds)::
 
-    {"duration_s": 20, "log": "stamps.json",
+    {"duration_s": 20, "log": "stamps.json", "namespace": "",
      "cameras": {"front": {"fps": 29.97, "phase": 0.3, "drift_ppm": -1500, "jitter_s": 0.0,
                            "width": 64, "height": 48, "depth": false, "noise": false,
                            "outages": [[4.0, 6.5]]}},
@@ -57,7 +57,7 @@ class Publisher:
     def __init__(self, config: dict):
         self.config = config
         rclpy.init()
-        self.node = rclpy.create_node("independent_driver_stack")
+        self.node = rclpy.create_node("independent_driver_stack", namespace=config.get("namespace", ""))
         self.stop = threading.Event()
         self.log: dict[str, list[float]] = {}
         self.lock = threading.Lock()

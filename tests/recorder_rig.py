@@ -19,9 +19,9 @@ def camera(fps: float, phase: float = 0.0, drift_ppm: float = 0.0, **extra) -> d
 
 
 def publisher_config(cameras: dict, joints_hz: float, duration_s: float, log: Path, teleop_hz: float = 30.0,
-                     size: tuple[int, int] = (64, 48)) -> dict:
+                     size: tuple[int, int] = (64, 48), namespace: str = "") -> dict:
     width, height = size
-    return {"duration_s": duration_s, "log": str(log),
+    return {"duration_s": duration_s, "log": str(log), "namespace": namespace,
             "cameras": {name: {"width": width, "height": height, **cfg} for name, cfg in cameras.items()},
             "joints": {"rate_hz": joints_hz, "names": WIDOWX, "extra_names": ["left_finger", "right_finger"]},
             "teleop": {"rate_hz": teleop_hz, "names": WIDOWX}}

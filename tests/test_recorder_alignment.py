@@ -237,13 +237,20 @@ def test_grid_follows_the_operators_clock_only_when_the_streams_are_stamped_on_i
     """On a robot the stamps are ROS time: the grid runs from the start to the save as read on the
     node's clock, whatever the delivery lag. A twin running 2.5x real time (or 10 s off) stamps in
     its own time: then the grid starts at the first joint state after the start."""
-    def feed(al, speed, offset, lag, seconds=3.0):
-        """Joint states at 100 Hz arriving ``lag`` late, stamped on a clock running at ``speed``."""
+    def feed(al, speed, offset, lag, seconds=3.0, stalls=False):
+        """Joint states at 100 Hz arriving ``lag`` late (``stalls``: every second 0.3 s of them arrive in
+        one late burst, as from a loaded machine), stamped on a clock running at ``speed``."""
         for k in range(int(seconds * 100)):
             host = 100.0 + k * 0.01
-            al.add("state", offset + speed * (host - lag), None, receive=host)
+            stamp = offset + speed * (host - lag)
+            if stalls and k % 100 < 30:
+                host = 100.0 + (k - k % 100 + 30) * 0.01  # held back, delivered with the 30th
+            al.add("state", stamp, None, receive=host)
         return 100.0 + seconds, offset + 100.0 + seconds  # host now, the node's (ROS) clock now
 
+    al = StreamAligner(AlignerConfig(RATE, ("state",)))
+    now, clock = feed(al, 1.0, 5000.0, lag=0.05, stalls=True)
+    assert al.on_clock(clock, now)  # late bursts are not another clock
     for speed, lag, on in ((1.0, 0.15, True), (1.0, 1.5, True), (2.5, 0.0, False), (1.0, 10.0, False)):
         al = StreamAligner(AlignerConfig(RATE, ("state",)))
         now, clock = feed(al, speed, 5000.0, lag=lag)

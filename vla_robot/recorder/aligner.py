@@ -248,10 +248,15 @@ class StreamAligner:
         if clock_now is None:
             return False
         now = time.monotonic() if now is None else now
-        probe = self._streams[self.config.reference].clock
-        if len(probe) < 2 or probe[-1][1] - probe[0][1] < 1.0 or now - probe[-1][1] > self.config.max_lag_s:
+        probe = list(self._streams[self.config.reference].clock)
+        if len(probe) < 4 or probe[-1][1] - probe[0][1] < 1.0 or now - probe[-1][1] > self.config.max_lag_s:
             return False
-        (s0, r0), (s1, r1) = probe[0], probe[-1]
+        # the least-delayed sample of each half of the window: a burst delivered late says nothing about the clock
+        half = len(probe) // 2
+        s0, r0 = min(probe[:half], key=lambda p: p[1] - p[0])
+        s1, r1 = min(probe[half:], key=lambda p: p[1] - p[0])
+        if r1 - r0 < 0.5:
+            return False
         rate = (s1 - s0) / (r1 - r0)
         behind = clock_now - (s1 + (now - r1))  # the newest stamp, brought forward to now, vs the clock
         return abs(rate - 1.0) <= 0.05 and abs(behind) <= self.config.max_lag_s

@@ -504,6 +504,10 @@ class EpisodeRecorder:
                 else:
                     level = ERROR if level == ERROR else WARN
                     problems.append(text)
+            unseen = [n for n in self.streams if self.health.last[n] is None and n not in silent]
+            if unseen and not recording:
+                level = ERROR if level == ERROR else WARN
+                problems.append(f"no data yet from {', '.join(unseen)}")
             if recording:
                 lost = st.hole_steps + queue_holes
                 if lost:
