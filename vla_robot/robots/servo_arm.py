@@ -140,15 +140,19 @@ class ServoArm:
         self.torque_enabled = enabled
         self._last_command = None
 
-    def hold(self) -> np.ndarray:
+    def hold(self, target: np.ndarray | None = None) -> np.ndarray:
         """Write the hold goal now: the last commanded pose (the present pose before any command).
 
         Holding the *commanded* pose, not the measured one, is what keeps an arm from sagging
         a little further at every hold and a closed gripper from letting go of what it holds.
-        The servos' profile acceleration bounds the deceleration toward it.
+        The servos' profile acceleration bounds the deceleration toward it. ``target`` holds
+        somewhere else, such as where a blocked arm really is: only position limits apply,
+        because the point is to stop pushing toward a goal the arm cannot reach.
         """
         with self._lock:
-            if self._last_command is None:
+            if target is not None:
+                self._last_command = self.clamp(target)
+            elif self._last_command is None:
                 ticks = self.bus.read_positions(self.ids)
                 self._last_command = np.array([j.from_ticks(ticks[j.servo_id]) for j in self.joints])
             target = self._last_command.copy()
