@@ -181,6 +181,10 @@ class ControlLoop:
         self._reset_clock()
 
     # -- episode -------------------------------------------------------------------------
+    def reset_clock(self) -> None:
+        """Step 0 of the episode is now."""
+        self._reset_clock()
+
     def _reset_clock(self) -> None:
         self.step_index = 0
         self._t0 = time.perf_counter()
