@@ -9,7 +9,6 @@ the same type (rclpy refuses a mismatch). Then colcon really builds the package.
 import ast
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -149,25 +148,17 @@ def test_package_xml_is_valid_for_ament():
     assert "script_dir=$base/lib/vla_robot_bringup" in cfg and "install_scripts=$base/lib/vla_robot_bringup" in cfg
 
 
-def test_colcon_build_installs_executables_launch_files_and_ament_index(tmp_path):
-    colcon = Path(sys.executable).with_name("colcon")
-    result = subprocess.run(
-        [str(colcon), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(ROOT / "ros2_ws" / "src"),
-         "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    prefix = tmp_path / "install" / "vla_robot_bringup"
+def test_colcon_build_installs_executables_launch_files_and_ament_index(colcon_install):
+    """The session's colcon build of ros2_ws (conftest ``colcon_install``; process tests start its executables)."""
+    prefix = colcon_install.prefix
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "vla_robot_bringup").is_file()
-    share = prefix / "share" / "vla_robot_bringup"
+    share = colcon_install.share
     assert sorted(p.name for p in (share / "launch").iterdir()) == sorted(p.name for p in LAUNCH.glob("*.launch.py"))
     assert {p.name for p in (share / "config").iterdir()} >= {"collect_widowx.yaml", "collect_so100.yaml",
                                                               "collect_sim.yaml", "twin.yaml", "teleop.yaml"}
     for exe in entry_points():
-        script = prefix / "lib" / "vla_robot_bringup" / exe
+        script = colcon_install.executable(exe)
         assert script.is_file() and os.access(script, os.X_OK), exe
-    site = next((prefix / "lib").glob("python3*/site-packages"))  # what `source install/setup.bash` adds
-    probe = subprocess.run([str(prefix / "lib" / "vla_robot_bringup" / "arm_node"), "--ros-args", "-p", "robot:=nope"],
-                           capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONPATH": str(site)})
+    probe = subprocess.run([str(colcon_install.executable("arm_node")), "--ros-args", "-p", "robot:=nope"],
+                           capture_output=True, text=True, timeout=60, env=colcon_install.environment())
     assert probe.returncode != 0 and "unknown robot kind 'nope'" in probe.stderr  # the installed script runs our node

@@ -12,7 +12,14 @@ from rclpy.executors import MultiThreadedExecutor
 
 
 def local_dds_env() -> None:
-    """Discovery never leaves this host unless the operator set otherwise."""
+    """Discovery never leaves this host unless the operator set otherwise.
+
+    Only composed stacks (``ComposedProcess``: ``vla-robot collect/deploy/eval``, the sim
+    stacks) call this: they are self-contained programs whose nodes talk to each other.
+    A standalone node (``spin_single``: what ``ros2 launch`` / ``ros2 run`` start) never does,
+    so it joins the operator's ``ROS_DOMAIN_ID`` and a ``ros2 service call /arm/estop`` or a
+    separately started ``joy_node`` reaches it.
+    """
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", "61")
 
@@ -20,8 +27,11 @@ def local_dds_env() -> None:
 class ComposedProcess:
     """A private rclpy context + a multi-threaded executor spinning in a background thread."""
 
-    def __init__(self, threads: int = 4):
-        local_dds_env()
+    def __init__(self, threads: int = 4, private_dds: bool = True):
+        """``private_dds``: keep discovery on this host (``local_dds_env``); False for a composed
+        stack that is itself a standalone executable started by ``ros2 launch`` (``twin_node``)."""
+        if private_dds:
+            local_dds_env()
         self.context = Context()
         rclpy.init(context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
@@ -116,14 +126,21 @@ def freeze_startup_objects() -> None:
 
 
 def spin_single(node_factory, args=None) -> None:
-    """Entry point body for a one-node executable (``ros2 run`` / launch)."""
-    local_dds_env()
+    """Entry point body for a one-node executable (``ros2 run`` / launch).
+
+    It leaves ``ROS_DOMAIN_ID`` and the discovery range to the environment (the operator's
+    domain). SIGINT, as ``ros2 launch`` sends it, ends the spin through rclpy's own handler
+    (``ExternalShutdownException``) or as ``KeyboardInterrupt``; either way the node's
+    ``close()`` runs, so drivers release their ports and twins their shared memory.
+    """
+    from rclpy.executors import ExternalShutdownException
+
     rclpy.init(args=args)
     node = node_factory()
     freeze_startup_objects()
     try:
         rclpy.spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         close = getattr(node, "close", None)

@@ -41,6 +41,7 @@ class SimStackConfig:
     record: bool = True  # False: the twin, cameras and teleop only (twin.launch.py)
     teleop_enabled: bool = False  # the scripted expert drives at once (otherwise per episode)
     one_core: bool = True  # pin the composed stack's threads to one CPU (see executor.pin_to_one_core)
+    private_dds: bool = True  # False: join the environment's ROS domain (a standalone executable, twin_node)
 
 
 class SimStack:
@@ -66,7 +67,7 @@ class SimStack:
         self.max_rerecords = 5  # episodes re-recorded after an empty save, per run, before giving up
         self.rerecorded = 0
         self.expert = ScriptedExpert(self.twin)
-        self.process = ComposedProcess(threads=threads)
+        self.process = ComposedProcess(threads=threads, private_dds=c.private_dds)
         ctx = self.process.context
         self.arm = self.process.add(ArmNode({"robot": "sim", "control_rate_hz": c.control_rate_hz,
                                              "rate_factor": c.rate_factor, "seed": c.seed, "sim_robot": c.robot,

@@ -12,7 +12,6 @@ import threading
 
 import rclpy
 
-from vla_robot.ros.executor import local_dds_env
 from vla_robot.ros.params import declare
 
 PARAMS = {
@@ -39,14 +38,14 @@ def read_params(args=None) -> dict:
 
 
 def main(args=None) -> None:
-    local_dds_env()
-    p = read_params(args)
+    p = read_params(args)  # the operator's domain: a standalone executable never picks one
     from vla_robot.ros.sim_stack import SimStack, SimStackConfig
 
     config = SimStackConfig(store="", robot=p["robot"], task=p["task"],
                             cameras=tuple(c for c in p["cameras"].split(",") if c), width=p["width"],
                             height=p["height"], control_rate_hz=p["control_rate_hz"], rate_factor=p["rate_factor"],
-                            seed=p["seed"], record=False, teleop_enabled=p["scripted"])
+                            seed=p["seed"], record=False, teleop_enabled=p["scripted"],
+                            private_dds=False)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
