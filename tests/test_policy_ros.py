@@ -197,3 +197,17 @@ def test_stop_with_autostart_stays_stopped():
         _wait_until(lambda: node.running, 20.0, "the explicit start")
     finally:
         stack.shutdown()
+
+
+def test_policy_node_takes_the_bundle_rate_and_refuses_a_mismatch(composed):
+    from vla_robot.ros.policy_node import PolicyNode
+
+    policy = ExpertReplayPolicy("widowx250", chunk_size=10)
+    policy.control_hz = 30.0  # as a bundle trained at 30 Hz records it
+    node = composed.add(PolicyNode({}, policy=policy, name="policy_rate", context=composed.context))
+    assert node.runtime.control_hz == 30.0 and node.loop.wall_period == pytest.approx(1 / 30)
+    with pytest.raises(ValueError, match="trained at 30 Hz"):
+        PolicyNode({"control_hz": 10.0}, policy=policy, name="policy_rate2", context=composed.context)
+    forced = composed.add(PolicyNode({"control_hz": 10.0, "control_hz_override": True}, policy=policy,
+                                     name="policy_rate3", context=composed.context))
+    assert forced.runtime.control_hz == 10.0
