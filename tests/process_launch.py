@@ -352,6 +352,19 @@ class RosClient:
                 raise TimeoutError(f"{what} not reached within {timeout_s}s")
             time.sleep(poll_s)
 
+    def set_parameter(self, node: str, name: str, value, timeout_s: float = 30.0):
+        """``ros2 param set <node> <name> <value>``: returns (successful, reason)."""
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        kinds = {bool: ("bool_value", ParameterType.PARAMETER_BOOL), int: ("integer_value", ParameterType.PARAMETER_INTEGER),
+                 float: ("double_value", ParameterType.PARAMETER_DOUBLE), str: ("string_value", ParameterType.PARAMETER_STRING)}
+        field_name, kind = kinds[type(value)]
+        parameter = Parameter(name=name, value=ParameterValue(type=kind, **{field_name: value}))
+        result = self.call(SetParameters, f"{node.rstrip('/')}/set_parameters", timeout_s=timeout_s,
+                           parameters=[parameter]).results[0]
+        return result.successful, result.reason
+
     def publisher(self, msg_type, topic: str, qos=10):
         return self.node.create_publisher(msg_type, topic, qos)
 

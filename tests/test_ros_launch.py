@@ -102,8 +102,14 @@ def test_collect_launch_nodes_and_parameters_exist(monkeypatch, values):
     check_nodes(nodes, params)
     exes = [n.kwargs["executable"] for n in nodes]
     assert exes[-1] == "recorder_node"
-    if values["robot"] == "sim":
-        assert exes == ["twin_node", "recorder_node"]
+    if values["robot"] == "sim":  # the real-time twin: arm on the twin's bus, free-running cameras, scripted teleop
+        assert exes == ["arm_node", "camera_node", "camera_node", "teleop_node", "recorder_node"]
+        arm, teleop = nodes[0].kwargs["parameters"][-1], nodes[3].kwargs["parameters"][-1]
+        cameras = [n.kwargs["parameters"][-1] for n in nodes[1:3]]
+        assert arm["port"].startswith("twin://widowx250?name=collect") and arm["robot"] == "widowx"
+        assert {c["device"] for c in cameras} == {arm["port"]} and teleop["twin"] == arm["port"]
+        assert [c["camera_name"] for c in cameras] == ["third_person", "wrist"] and teleop["enabled"] is False
+        assert all(c["source"] == "twin" for c in cameras)
     else:
         assert exes[0] == "arm_node" and exes.count("camera_node") == len(values.get("cameras", "front,wrist").split(","))
     if values.get("teleop") == "leader":
@@ -113,6 +119,7 @@ def test_collect_launch_nodes_and_parameters_exist(monkeypatch, values):
 
 @pytest.mark.parametrize("name, values", [
     ("teleop", {"mode": "joy"}), ("teleop", {"mode": "leader", "robot": "so100"}), ("twin", {"size": "640x480"}),
+    ("twin", {"robot": "so100", "scripted": "true", "depth": "true", "name": "lab2"}),
     ("deploy", {"robot": "widowx", "policy": "/tmp/bundle"}), ("deploy", {"robot": "sim", "policy": "/tmp/bundle"}),
 ])
 def test_other_launch_files_nodes_and_parameters_exist(monkeypatch, name, values):
@@ -128,8 +135,7 @@ def test_bad_launch_argument_is_a_clear_error(monkeypatch):
 
 def test_yaml_configs_only_set_declared_parameters():
     params = node_params()
-    node_exe = {"arm": "arm_node", "leader": "arm_node", "recorder": "recorder_node", "teleop": "teleop_node",
-                "twin": "twin_node"}
+    node_exe = {"arm": "arm_node", "leader": "arm_node", "recorder": "recorder_node", "teleop": "teleop_node"}
     for path in (PKG / "config").glob("*.yaml"):
         for node, entry in yaml.safe_load(path.read_text()).items():
             exe = node_exe.get(node, "camera_node" if node.startswith("camera_") else None)

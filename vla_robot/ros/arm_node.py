@@ -52,7 +52,8 @@ from vla_robot.ros.qos import joint_qos, sensor_qos, COMMAND_QOS, LATCHED_QOS, R
 PARAMS = {
     "sensor_qos": "sensor_data",  # sensor_data (best effort) | reliable (composed stacks)
     "robot": "sim",  # sim | widowx | so100
-    "port": "",  # serial port (hardware); "virtual://" for a dry run on a virtual bus
+    "port": "",  # serial port (hardware); "virtual://" for a dry run on a virtual bus; "twin" / "twin://so100?name=x":
+    # the real-time twin behind the real driver (docs/twin.md)
     "baudrate": 1_000_000,
     "calibration_path": "",  # SO-100 calibration JSON
     "publish_rate_hz": 50.0,  # JointState rate on hardware
@@ -74,6 +75,7 @@ PARAMS = {
     "tracking_error_s": 0.3,  # ... for this long: latched hold, diagnostics ERROR
     "fault_poll_hz": 10.0,  # hardware: servo hardware-error registers read this often
     "estop_topic": "/estop",  # std_msgs/Bool, true = e-stop (a foot switch or button node); "" = none
+    "twin_fault": "",  # port:=twin only: set to a JSON fault to inject it (sim.realtime.faults)
 }
 
 
@@ -129,6 +131,11 @@ class ArmNode(Node):
             self.create_subscription(Bool, self.p.estop_topic, self._on_estop_topic, COMMAND_QOS)
         self.robot.connect()
         self.guard.sent(self._present())
+        self.twin_services = None
+        if getattr(self.robot, "twin_host", None) is not None:  # port:=twin: reset, evaluate, faults
+            from vla_robot.ros.twin_services import TwinServices
+
+            self.twin_services = TwinServices(self, self.robot.twin_host)
         if self.is_sim:
             self.create_service(Trigger, "~/reset", self._srv_reset)
             self.create_service(Trigger, "~/evaluate", self._srv_evaluate)
@@ -147,10 +154,15 @@ class ArmNode(Node):
         return self.twin is not None
 
     def _make_robot(self):
-        from vla_robot.robots.factory import make_robot
+        from vla_robot.robots.factory import is_twin_port, make_robot
 
         p = self.p
-        if p.robot == "sim":
+        kind = p.robot
+        if kind == "sim" and is_twin_port(p.port):  # the real-time twin: its address names the arm
+            from sim.realtime import parse_twin_url
+
+            kind = parse_twin_url(p.port).driver_kind
+        if kind == "sim":
             from sim import Twin, TwinConfig, TwinRobot
 
             cams = tuple(c for c in p.cameras.split(",") if c)
@@ -158,9 +170,9 @@ class ArmNode(Node):
                                         image_size=(p.image_width, p.image_height), control_rate_hz=p.control_rate_hz))
             return TwinRobot(self.twin)
         params = {"port": p.port, "baudrate": p.baudrate}
-        if p.robot == "so100" and p.calibration_path:
+        if kind == "so100" and p.calibration_path:
             params["calibration_path"] = p.calibration_path
-        return make_robot(p.robot, **params)
+        return make_robot(kind, **params)
 
     # -- commands ------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
@@ -225,6 +237,11 @@ class ArmNode(Node):
             self.get_logger().error(text)
         else:
             self.get_logger().warning(text)
+
+    def rebase_guard(self) -> None:
+        """The arm was put somewhere else (a twin reset): holds keep that pose from now on."""
+        with self._guard_lock:
+            self.guard.rebase(self._present())
 
     def _guard_tick(self, positions: np.ndarray) -> None:
         """After each state read: the torque-off move, the watchdog and tracking checks, servo faults."""
@@ -483,6 +500,8 @@ class ArmNode(Node):
             self.robot.close()
         except Exception:
             pass
+        if self.twin_services is not None:
+            self.twin_services.close()
 
 
 def main(args=None) -> None:

@@ -27,11 +27,8 @@ def local_dds_env() -> None:
 class ComposedProcess:
     """A private rclpy context + a multi-threaded executor spinning in a background thread."""
 
-    def __init__(self, threads: int = 4, private_dds: bool = True):
-        """``private_dds``: keep discovery on this host (``local_dds_env``); False for a composed
-        stack that is itself a standalone executable started by ``ros2 launch`` (``twin_node``)."""
-        if private_dds:
-            local_dds_env()
+    def __init__(self, threads: int = 4):
+        local_dds_env()
         self.context = Context()
         rclpy.init(context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)

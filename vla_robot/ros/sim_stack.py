@@ -1,8 +1,9 @@
 """The collection stack on the twin, composed in one process: arm (twin clock), one camera
 node per twin camera, scripted-expert teleop and the recorder, all talking over real DDS.
 
-Used by ``vla-robot collect --robot sim``, the twin launch file's executable, the
-end-to-end tests and the collection benchmark.
+Used by ``vla-robot collect --robot sim`` (fast, lock-stepped data generation), the demo,
+the end-to-end tests and the collection benchmark. ``twin.launch.py`` and
+``collect.launch.py robot:=sim`` run the real-time twin instead, each node its own process.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ class SimStackConfig:
     quality: int = 90
     max_steps: int = 150  # an episode is cut (and saved as a failure) after this many steps
     preview_path: str = ""
-    record: bool = True  # False: the twin, cameras and teleop only (twin.launch.py)
+    record: bool = True  # False: the twin, cameras and teleop only
     teleop_enabled: bool = False  # the scripted expert drives at once (otherwise per episode)
     one_core: bool = True  # pin the composed stack's threads to one CPU (see executor.pin_to_one_core)
-    private_dds: bool = True  # False: join the environment's ROS domain (a standalone executable, twin_node)
 
 
 class SimStack:
@@ -67,7 +67,7 @@ class SimStack:
         self.max_rerecords = 5  # episodes re-recorded after an empty save, per run, before giving up
         self.rerecorded = 0
         self.expert = ScriptedExpert(self.twin)
-        self.process = ComposedProcess(threads=threads, private_dds=c.private_dds)
+        self.process = ComposedProcess(threads=threads)
         ctx = self.process.context
         self.arm = self.process.add(ArmNode({"robot": "sim", "control_rate_hz": c.control_rate_hz,
                                              "rate_factor": c.rate_factor, "seed": c.seed, "sim_robot": c.robot,

@@ -30,7 +30,6 @@ setup(
             "camera_node = vla_robot.ros.camera_node:main",
             "teleop_node = vla_robot.ros.teleop_node:main",
             "recorder_node = vla_robot.ros.recorder_node:main",
-            "twin_node = vla_robot.ros.twin_main:main",
             "policy_node = vla_robot.ros.policy_node:main",
         ],
     },
