@@ -143,7 +143,7 @@ def test_widowx_servo_settings_at_connect_and_eeprom_written_only_when_different
         chain.servos[sid].table[DRIVE_MODE] = 0x05  # reversed + time-based profile, as Interbotix ships it
     arm.connect()
     modes = {sid: chain.servos[sid].table[XM430_TABLE.operating_mode] for sid in arm.ids}
-    assert [modes[sid] for sid in arm.ids] == [3] * 6 + [5]  # position; current-based position for the gripper
+    assert [modes[sid] for sid in arm.ids] == [3] * 7  # position mode, the gripper too (an XL430: no current mode)
     assert all(chain.servos[sid].table[DRIVE_MODE] == 0x01 for sid in arm.ids)  # direction bit kept, profile velocity-based
     velocity = {sid: int.from_bytes(chain.servos[sid].table[112:116], "little") for sid in arm.ids}
     accel = {sid: int.from_bytes(chain.servos[sid].table[108:112], "little") for sid in arm.ids}

@@ -30,7 +30,7 @@ XM430_TABLE = ControlTable(
 )
 DRIVE_MODE = 10  # EEPROM; bit 2 = time-based profile (Interbotix's default), cleared here for velocity-based
 DRIVE_MODE_TIME_BASED = 0x04
-POSITION_MODE, CURRENT_BASED_POSITION_MODE = 3, 5  # Operating Mode values
+POSITION_MODE = 3  # Operating Mode (5 = current-based position needs an XM430; the WidowX gripper is an XL430)
 
 
 def dynamixel_bus(port: str, baudrate: int = 1_000_000, serial_factory: SerialFactory | None = None) -> ServoBus:

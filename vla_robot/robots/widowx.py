@@ -5,12 +5,13 @@ to the primary (Secondary ID), so only the primary ids are commanded and read.
 
 Servo settings at connect (written only where they differ, see ``servo_setup``):
 
-* arm joints in Position Control Mode (3), as Interbotix's ``modes.yaml`` sets the arm group;
-* the gripper in Current-based Position Control Mode (5). Interbotix's default ``modes.yaml``
-  puts the gripper in PWM mode, which takes an effort, not a position; this driver commands
-  finger travel, so it uses the mode ALOHA/ACT configure on the same Interbotix gripper for
-  position commands: the goal is a position and the current is capped, so a closed gripper
-  keeps squeezing what it holds without overloading the motor;
+* every joint, the gripper included, in Position Control Mode (3). Interbotix's ``modes.yaml``
+  puts the arm group in position mode and the gripper in PWM mode, where the gripper takes an
+  effort, not a position. This driver commands finger travel (the project's one robot
+  interface is joint positions, and recorded actions are positions), so the gripper is a
+  position servo too. Its XL430-W250 has no current sensing, hence no current-based position
+  mode (the XM430 grippers of ALOHA use that one). A hard squeeze in position mode can trip
+  the XL430's overload; the arm node then holds and reports it (``ArmGuard``);
 * a velocity-based profile (Drive Mode bit 2 cleared; Interbotix defaults to time-based) with
   Profile Velocity / Profile Acceleration from ``WIDOWX_250.max_velocity`` / ``max_acceleration``
   (3.14 rad/s is 131 units: Interbotix's own ``Velocity_Limit: 131``).
@@ -23,8 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vla_robot.robots.dynamixel_bus import (CURRENT_BASED_POSITION_MODE, DRIVE_MODE, DRIVE_MODE_TIME_BASED,
-                                            POSITION_MODE, XM430_TABLE, dynamixel_bus)
+from vla_robot.robots.dynamixel_bus import DRIVE_MODE, DRIVE_MODE_TIME_BASED, POSITION_MODE, XM430_TABLE, dynamixel_bus
 from vla_robot.robots.servo_arm import JointTicks, ServoArm
 from vla_robot.robots.servo_bus import SerialFactory
 from vla_robot.robots.servo_setup import RegisterSetting, merge, profile_settings
@@ -70,9 +70,8 @@ class WidowX250(ServoArm):
     def servo_settings(self) -> dict[int, list[RegisterSetting]]:
         table = self.bus.table
         modes = {}
-        for i, sid in enumerate(self.ids):
-            mode = CURRENT_BASED_POSITION_MODE if i == len(self.ids) - 1 else POSITION_MODE
-            modes[sid] = [RegisterSetting("operating mode", table.operating_mode, 1, mode, eeprom=True),
+        for sid in self.ids:
+            modes[sid] = [RegisterSetting("operating mode", table.operating_mode, 1, POSITION_MODE, eeprom=True),
                           RegisterSetting("drive mode (velocity-based profile)", DRIVE_MODE, 1, 0, eeprom=True,
                                           mask=DRIVE_MODE_TIME_BASED)]
         return merge(modes, profile_settings(table, self.spec, self.ids, [j.units_per_tick for j in self.joints]))
