@@ -134,7 +134,7 @@ def test_tracking_error_and_servo_fault_hold_and_report(arm_stack):
     start = robot.read_state().positions
     blocked.add(2)  # the shoulder meets an obstacle
     target = start.copy()
-    target[1] += 0.6
+    target[1] += 0.9
     deadline = time.monotonic() + 10
     while arm.guard.hold is None and time.monotonic() < deadline:  # keep commanding, as a policy would
         command(arm, cmd, target)

@@ -71,8 +71,8 @@ PARAMS = {
     "frame_prefix": "",
     "cmd_timeout_s": 0.5,  # no command for this long while following commands: hold
     "cmd_timeout_latch": False,  # true (deploy): a timed-out arm stays held until ~/start
-    "tracking_error_rad": 0.35,  # an arm joint this far from its command ...
-    "tracking_error_s": 0.3,  # ... for this long: latched hold, diagnostics ERROR
+    "tracking_error_rad": 0.6,  # an arm joint this far from its command (a servo's profile lags <= 0.49) ...
+    "tracking_error_s": 0.5,  # ... for this long: latched hold, diagnostics ERROR
     "fault_poll_hz": 10.0,  # hardware: servo hardware-error registers read this often
     "estop_topic": "/estop",  # std_msgs/Bool, true = e-stop (a foot switch or button node); "" = none
     "twin_fault": "",  # port:=twin only: set to a JSON fault to inject it (sim.realtime.faults)
