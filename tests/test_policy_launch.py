@@ -13,8 +13,11 @@ from launch_standins import exec_launch_file, install_launch_standins, launch_co
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "deploy.launch.py"
 
 
+PKG = LAUNCH.parents[1] / "ros2_ws" / "src" / "vla_robot_bringup"  # its launch/ and config/ are the share dir's
+
+
 def load_launch_module(monkeypatch, values: dict):
-    install_launch_standins(monkeypatch, lambda p: f"/share/{p}")
+    install_launch_standins(monkeypatch, lambda p: str(PKG))
     namespace = exec_launch_file(LAUNCH, "deploy_launch")
     return namespace, launch_context(namespace, values)
 
@@ -78,12 +81,15 @@ def test_the_policy_node_refuses_a_rate_the_bundle_was_not_trained_at():
         resolve_control_rate(None, None, False, where="control_hz")
 
 
-def test_sim_includes_the_twin_launch_and_policy_needs_a_bundle(monkeypatch):
-    ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/tmp/bundle"})
+def test_sim_runs_the_real_time_twin_nodes_guarded_and_policy_needs_a_bundle(monkeypatch):
+    ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/tmp/bundle", "twin_name": "lab3",
+                                               "size": "64x64"})
     nodes = ns["_nodes"](ctx)
-    assert nodes[0].args[0].args[0].endswith("launch/twin.launch.py")
-    assert dict(nodes[0].kwargs["launch_arguments"]) == {"cameras": "third_person"}
-    assert nodes[-1].kwargs["executable"] == "policy_node"
+    assert [n.kwargs["executable"] for n in nodes] == ["arm_node", "camera_node", "policy_node"]
+    arm = {k: v for item in nodes[0].kwargs["parameters"] if isinstance(item, dict) for k, v in item.items()}
+    assert arm["port"].startswith("twin://widowx250?name=lab3") and arm["cmd_timeout_latch"] is True
+    camera = [item for item in nodes[1].kwargs["parameters"] if isinstance(item, dict)][0]
+    assert camera["device"] == arm["port"] and (camera["width"], camera["height"]) == (64, 64)
     ns, ctx = load_launch_module(monkeypatch, {"robot": "widowx", "policy": ""})
     with pytest.raises(RuntimeError, match="policy:=PATH"):
         ns["_nodes"](ctx)

@@ -25,7 +25,7 @@ from vla_robot.policy.loop import ControlLoop
 
 
 class ControlThread:
-    def __init__(self, loop: ControlLoop, arm_start: Callable[[], Callable[[], tuple[bool, str]]] | None = None,
+    def __init__(self, loop: ControlLoop, arm_start: Callable[[], Callable[[], tuple[bool, str]] | None] | None = None,
                  on_event: Callable[[str, str], None] | None = None, name: str = "policy-control") -> None:
         self.loop = loop
         self.arm_start = arm_start
@@ -40,6 +40,7 @@ class ControlThread:
         self._generation = 0  # bumped by every stop: a start that was overtaken by a stop does not run
         self._closed = False
         self.loop.running = False
+        self.loop.send_gate = lambda: self.running  # nothing goes out after a stop
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -51,8 +52,8 @@ class ControlThread:
             self._cond.notify_all()
 
     def stop(self, why: str = "stopped") -> None:
-        """Stop ticking. The tick in progress (if any) ends with at most one more command, a hold
-        when ``loop.running`` is already off; the arm node holds the last command from then on."""
+        """Stop ticking. A tick in progress sends nothing more (``loop.send_gate``); the arm node
+        holds the last command from then on."""
         with self._cond:
             self._generation += 1
             self._request = None

@@ -15,6 +15,10 @@ evaluation harness, independent of whether any model has learned anything.
 It also checks what it is given: every camera it declares must deliver a uint8 HxWx3
 image and the state must have the arm's joint count, so camera/joint plumbing is
 exercised too.
+
+``infer_delay_s`` in the episode context makes each inference take that long (a slow model
+on a loaded GPU), so the fault tests can slow inference tenfold from another process and
+watch stale actions being skipped.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class ExpertReplayPolicy:
         self._episode_key = None
         self.frames_seen = 0
         self.control_hz = None
+        self.infer_delay_s = 0.0
 
     @classmethod
     def load(cls, path: str | Path) -> "ExpertReplayPolicy":
@@ -96,6 +101,7 @@ class ExpertReplayPolicy:
         self.instruction = instruction
         if episode is None or "seed" not in episode or "twin" not in episode:
             raise ValueError("the expert-replay policy needs the episode context {'seed', 'twin'} from evaluation")
+        self.infer_delay_s = float(episode.get("infer_delay_s", 0.0))
         key = json.dumps([episode["seed"], episode["twin"]], sort_keys=True)
         if key == self._episode_key and self._plan is not None:
             return
@@ -126,4 +132,7 @@ class ExpertReplayPolicy:
         if np.asarray(obs.state).shape != (self.action_dim,):
             raise ValueError(f"state has shape {np.asarray(obs.state).shape}, expected ({self.action_dim},)")
         idx = np.clip(np.arange(obs.step, obs.step + self.chunk_size), 0, len(self._plan) - 1)
-        return self._plan[idx].copy(), {"total": time.perf_counter() - t0}
+        chunk = self._plan[idx].copy()
+        if self.infer_delay_s > 0:
+            time.sleep(self.infer_delay_s)
+        return chunk, {"total": time.perf_counter() - t0}

@@ -175,6 +175,10 @@ class ControlLoop:
         self.worker = InferenceWorker(policy) if config.asynchronous else None
         self.instruction = ""
         self.episode = 0
+        # Called right before a command goes out; False drops it. The control thread closes it at a stop,
+        # so a tick that was already under way (a starved thread, a long synchronous inference) cannot
+        # publish after the stop: it sent a previous episode's pose after a twin reset once.
+        self.send_gate: Callable[[], bool] = lambda: True
         self.counters = {"ticks": 0, "overruns": 0, "missed_ticks": 0, "actions_skipped_late": 0,
                          "inference_errors": 0, "requests": 0, "bad_chunks": 0, "late_chunks_discarded": 0}
         self.running = True
@@ -304,6 +308,9 @@ class ControlLoop:
         return self._send(decision, t_tick)
 
     def _send(self, decision: SafetyDecision, t_tick: float) -> StepRecord:
+        if not self.send_gate():
+            self.counters["dropped_after_stop"] = self.counters.get("dropped_after_stop", 0) + 1
+            return StepRecord(self.step_index, decision.targets, True, ["stopped"], 0)
         self.robot.send_joint_targets(decision.targets)
         t_sent = time.perf_counter()
         self.latency.add("tick", t_sent - t_tick)

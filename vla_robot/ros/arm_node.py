@@ -489,7 +489,7 @@ class ArmNode(Node):
         hold = self.guard.hold
         message = hold.message if hold is not None and hold.level >= level else (self.last_error or "ok")
         stamp = self.get_clock().now().nanoseconds * 1e-9
-        self.diag_pub.publish(diagnostics.diagnostic_array(f"{self.get_name()}: arm", self.spec.name, level,
+        self.diag_pub.publish(diagnostics.diagnostic_array(f"{self.get_fully_qualified_name().lstrip('/')}: arm", self.spec.name, level,
                                                            message, values, stamp))
 
     def close(self) -> None:

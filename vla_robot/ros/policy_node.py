@@ -114,6 +114,16 @@ class TopicArm:
     def has_state(self) -> bool:
         return self._state is not None
 
+    def wait_for_state_after(self, wall_time: float, timeout: float) -> bool:
+        """Wait until a joint state received after ``wall_time`` is there (False on timeout)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self._lock:
+                if self._state is not None and self._received > wall_time:
+                    return True
+            time.sleep(0.005)
+        return False
+
     def state_age(self) -> float:
         return time.time() - self._received if self._state is not None else float("inf")
 
@@ -158,6 +168,10 @@ class TopicCamera:
             self._frame = Frame(color=color, stamp=from_time(msg.header.stamp), receive_stamp=time.time(),
                                 index=self._index)
             self._index += 1
+
+    @property
+    def has_frame(self) -> bool:
+        return self._frame is not None
 
     def connect(self) -> None:
         pass
@@ -216,6 +230,7 @@ class PolicyNode(Node):
         self.instruction = self.p.instruction
         self.episode: dict | None = None
         self._latched_stop = False  # set by stop/e-stop: autostart never undoes it, only ~/start
+        self._pending_release = None  # the arm's answer to a forwarded release, awaited before a start
         self._autostarted = False
         self._lock = threading.RLock()
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS)
@@ -293,12 +308,24 @@ class PolicyNode(Node):
             self.get_logger().error(text)
 
     def _start_arm(self):
-        """Runs on the control thread: the arm node must follow commands again before any is sent."""
+        """Runs on the control thread: the arm node must follow commands again before any is sent.
+        A release forwarded by ~/reset_estop just before is answered first (two clients, no order)."""
+        pending, self._pending_release = self._pending_release, None
+        if pending is not None:
+            pending(timeout=5.0)
         answer = self._send_to_arm("start", discovery_s=1.0)
         if answer is None:
             self.get_logger().warning("no arm start service: the arm is assumed to follow commands",
                                       throttle_duration_sec=10.0)
-        return answer
+        asked = time.time()
+
+        def started(timeout: float = 5.0) -> tuple[bool, str]:
+            ok, message = answer(timeout) if answer is not None else (True, "no arm start service")
+            # the first hold is the measured pose: measured after the start, not before a reset moved the arm
+            fresh = self.arm.wait_for_state_after(asked, timeout=1.0)
+            return ok, message if fresh else f"{message} (no fresh joint state yet)"
+
+        return started
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> tuple[bool, str]:
@@ -310,6 +337,9 @@ class PolicyNode(Node):
                 return False, "no instruction: publish on 'instruction' or set the parameter"
             if not self.arm.has_state:
                 return False, "no joint state from the arm node yet"
+            waiting = [name for name, cam in self.cameras.items() if not cam.has_frame]
+            if waiting:
+                return False, f"no image from camera(s) {waiting} yet"
             self._latched_stop = False
             self.control.request_start(self.instruction, self.episode)
             return True, f"starting: {self.instruction!r} (the arm node is started, then the policy warms up once)"
@@ -320,15 +350,16 @@ class PolicyNode(Node):
             self.control.stop(why)
 
     def _try_autostart(self) -> None:
-        """Autostart happens once: never after a stop or an e-stop, whatever the timer says."""
-        if self._autostarted or self._latched_stop or self.loop.safety.estopped:
-            if self._autostarted or self._latched_stop:
-                self._autostart_timer.cancel()
+        """Autostart runs the policy once: it retries until the policy has run (the episode context or
+        a camera may come late), and never again after a stop or an e-stop, whatever the timer says."""
+        if self._latched_stop or self.loop.safety.estopped or self.control.running:
+            self._autostarted = self._autostarted or self.control.running
+            self._autostart_timer.cancel()
+            return
+        if self.control.status == "starting":
             return
         ok, message = self.start()
         if ok:
-            self._autostarted = True
-            self._autostart_timer.cancel()
             self.get_logger().info(f"autostart: {message}")
 
     def estop(self, source: str) -> str:
@@ -362,7 +393,7 @@ class PolicyNode(Node):
 
     def _srv_reset_estop(self, request, response):
         self.loop.safety.reset_estop()
-        forwarded = self._send_to_arm("release_estop")
+        forwarded = self._pending_release = self._send_to_arm("release_estop")
         response.success = True
         response.message = "e-stop released" + (" (and on the arm node)" if forwarded else "") + "; nothing moves until ~/start"
         return response
@@ -392,7 +423,7 @@ class PolicyNode(Node):
         else:
             level, message = diagnostics.OK, "running" if self.running else "idle"
         stamp = self.get_clock().now().nanoseconds * 1e-9
-        self.diag_pub.publish(diagnostics.diagnostic_array(f"{self.get_name()}: policy", self.spec.name, level,
+        self.diag_pub.publish(diagnostics.diagnostic_array(f"{self.get_fully_qualified_name().lstrip('/')}: policy", self.spec.name, level,
                                                            message, values, stamp))
 
     def close(self) -> None:
