@@ -14,18 +14,15 @@ kinematics (``sim/kinematics.py``), the positions the servos report.
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from process_launch import RosClient
+from service_call import OperatorShell, operator_call
 
 pytestmark = pytest.mark.ros
 
-TESTS = Path(__file__).resolve().parent
 SEED = 100_000
 TWIN = {"robot": "widowx250", "task": "grinning_face", "cameras": ["third_person"], "image_size": [64, 64],
         "control_rate_hz": 10.0, "split": "train", "n_cards": 4}
@@ -147,37 +144,6 @@ class Deploy:
         return self.diag(node)
 
 
-def operator_env(env_remove=("ROS_DOMAIN_ID",)) -> dict:
-    env = dict(os.environ)
-    for key in env_remove:
-        env.pop(key, None)
-    return env
-
-
-def operator_call(name: str, env_remove=("ROS_DOMAIN_ID",)) -> dict:
-    """A `ros2 service call` from a separate process with the operator's environment."""
-    out = subprocess.run([sys.executable, str(TESTS / "service_call.py"), name, "30"], env=operator_env(env_remove),
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-class ArmedCall:
-    """An operator's service call in its own process, connected in advance and fired on demand."""
-
-    def __init__(self, name: str, env_remove=("ROS_DOMAIN_ID",)):
-        self.process = subprocess.Popen([sys.executable, str(TESTS / "service_call.py"), name, "60", "--on-enter"],
-                                        env=operator_env(env_remove), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline().strip()
-        assert line == "ready", line + self.process.stderr.read()
-
-    def fire(self) -> dict:
-        out, err = self.process.communicate("go\n", timeout=120)
-        assert self.process.returncode == 0, out + err
-        return json.loads(out.strip().splitlines()[-1])
-
-
 def drift_mm(tcp: np.ndarray) -> float:
     return float(np.linalg.norm(tcp - tcp[0], axis=1).max() * 1000)
 
@@ -193,10 +159,11 @@ def test_estop_from_a_process_without_a_domain_holds_without_sag_and_release_kee
     with RosClient("estop_test") as ros:
         deploy = Deploy(ros, kinematics, ns)
         ros.wait_for(lambda: len(deploy.states) > 0, 60, "the arm node")
-        estop = ArmedCall(f"{ns}/arm/estop")  # a separate process, connected, waiting for the moment
+        operator = OperatorShell(f"{ns}/arm/estop")  # a separate process, connected, waiting for the moment
         deploy.start_episode()
         ros.wait_for(lambda: np.abs(deploy.states[-1][1].velocity[:6]).max() > 0.5, 60, "a fast motion to stop")
-        reply = estop.fire()
+        reply = operator.call()
+        operator.close()
         t_estop = time.monotonic() - (time.time() - reply["sent"])  # when the request left the other process
         assert reply["success"] and "holding the last commanded pose" in reply["message"]
         time.sleep(1.0)  # the servos decelerate onto the hold (profile acceleration)

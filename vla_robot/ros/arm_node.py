@@ -33,6 +33,7 @@ from collections import deque
 
 import mujoco
 import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
@@ -123,12 +124,16 @@ class ArmNode(Node):
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, COMMAND_QOS)
         self.create_subscription(JointState, "joint_command", self._on_joint_command, COMMAND_QOS)
         self.create_service(SetBool, "~/torque", self._srv_torque)
-        self.create_service(Trigger, "~/estop", self._srv_estop)
+        # The e-stop has a callback group of its own (the node spins two executor threads): it never
+        # waits for a joint-state read or a command write in progress to finish first.
+        estop_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=estop_group)
         self.create_service(Trigger, "~/release_estop", self._srv_release)
         self.create_service(Trigger, "~/stop", self._srv_stop)
         self.create_service(Trigger, "~/start", self._srv_start)
         if self.p.estop_topic:
-            self.create_subscription(Bool, self.p.estop_topic, self._on_estop_topic, COMMAND_QOS)
+            self.create_subscription(Bool, self.p.estop_topic, self._on_estop_topic, COMMAND_QOS,
+                                     callback_group=estop_group)
         self.robot.connect()
         self.guard.sent(self._present())
         self.twin_services = None
@@ -245,14 +250,17 @@ class ArmNode(Node):
 
     def _guard_tick(self, positions: np.ndarray) -> None:
         """After each state read: the torque-off move, the watchdog and tracking checks, servo faults."""
+        self._ticks += 1
+        every = max(1, int(round(float(self.p.publish_rate_hz) / max(float(self.p.fault_poll_hz), 0.1))))
+        faults = None  # read from the bus outside the guard lock: an e-stop never waits for it
+        if hasattr(self.robot, "read_hardware_errors") and self._ticks % every == 0:
+            faults = self.robot.read_hardware_errors()
         with self._guard_lock:
             if self._sleep is not None:
                 return self._sleep_tick(positions)
             hold = self.guard.check(positions)
-            self._ticks += 1
-            every = max(1, int(round(float(self.p.publish_rate_hz) / max(float(self.p.fault_poll_hz), 0.1))))
-            if hold is None and hasattr(self.robot, "read_hardware_errors") and self._ticks % every == 0:
-                hold = self.guard.report_faults(self.robot.read_hardware_errors(), positions)
+            if hold is None and faults is not None:
+                hold = self.guard.report_faults(faults, positions)
             if hold is not None:
                 self._apply(hold)
 
@@ -480,7 +488,7 @@ class ArmNode(Node):
             "estopped": self.guard.estopped,
             "sim_overruns": self.overruns,
             "last_error": self.last_error,
-            "hold_written_at": self.hold_written_at,
+            "hold_written_at": f"{self.hold_written_at:.6f}",  # wall clock, full precision (floats get 6 digits)
             "torque_off_pending": self._sleep is not None,
             "guard": self.guard.report(),
         }
@@ -505,4 +513,4 @@ class ArmNode(Node):
 
 
 def main(args=None) -> None:
-    spin_single(ArmNode, args)
+    spin_single(ArmNode, args, threads=2)

@@ -407,6 +407,7 @@ class PolicyNode(Node):
         for stage, s in report["latency_ms"].items():
             values[f"latency.{stage}.p50_ms"] = s["p50_ms"]
             values[f"latency.{stage}.p99_ms"] = s["p99_ms"]
+        values["period_jitter_ms"] = report["period_jitter_ms"]
         values["safety"] = report["safety"]
         values["loop"] = report["loop"]
         values["scheduler"] = report["scheduler"]
