@@ -6,8 +6,9 @@
 ``deploy.launch.py robot:=sim`` started as ``ros2 launch`` would (tests/process_launch.py: a colcon
 build of ros2_ws, one OS process per node): the arm node drives the WidowX 250 driver over the
 real-time twin's byte-level servo bus (MuJoCo on the wall clock), a free-running twin camera at
-30 fps, and the policy node at 30 Hz with the expert-replay plumbing bundle whose inference is made
-to take ``--infer-ms`` (50 ms: longer than a 33 ms control period, as a 3B VLA on a GPU is).
+30 fps, and the policy node at 30 Hz with the expert-replay plumbing bundle replaying its contact-free joint sweep, its
+inference made to take ``--infer-ms`` (50 ms: longer than a 33 ms control period, as a 3B VLA
+on a GPU is).
 
 Measured, per mode:
 
@@ -111,7 +112,8 @@ class Rig:
         from std_msgs.msg import String
 
         reply = json.loads(self.call("/arm/reset").message)
-        self.episode_pub.publish(String(data=json.dumps({"seed": reply["seed"], "twin": TWIN, "infer_delay_s": infer_s})))
+        self.episode_pub.publish(String(data=json.dumps({"seed": reply["seed"], "twin": TWIN, "infer_delay_s": infer_s,
+                                                         "plan": "sweep"})))
 
         def running() -> bool:
             if not self.call("/policy/start").success:

@@ -318,3 +318,18 @@ def test_an_ik_error_holds_instead_of_ending_the_tick():
 
     d = s.filter_ee(np.array([0.01, 0, 0, 0, 0, 0, 0.03]), np.array([0.3, 0.0, 0.2]), home, ik)
     assert d.holding and d.events == ["ik_error"] and s.report()["ik_error"] == 1
+
+
+def test_the_plumbing_sweep_stays_clear_of_the_table_and_inside_the_limits():
+    """The fault tests' contact-free motion: smooth, inside the joint limits and far above the table."""
+    from sim.kinematics import ArmKinematics
+    from vla_robot.policy.expert_replay import sweep_plan
+    from vla_robot.robots.specs import WIDOWX_250
+
+    plan = sweep_plan(WIDOWX_250, control_hz=30.0, seconds=8.0)
+    assert plan.shape == (240, 7)
+    assert np.all(plan >= WIDOWX_250.lower_array) and np.all(plan <= WIDOWX_250.upper_array)
+    steps = np.abs(np.diff(plan, axis=0)).max(axis=0)
+    assert steps[0] > 0.02 and np.all(steps * 30 <= WIDOWX_250.max_velocity_array)  # moving, within the speed limits
+    fk = ArmKinematics("widowx250")
+    assert min(fk.tcp(q)[2] for q in plan[::5]) > 0.1

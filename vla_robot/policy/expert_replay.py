@@ -18,7 +18,12 @@ exercised too.
 
 ``infer_delay_s`` in the episode context makes each inference take that long (a slow model
 on a loaded GPU), so the fault tests can slow inference tenfold from another process and
-watch stale actions being skipped.
+watch stale actions being skipped. ``"plan": "sweep"`` replays a smooth joint sweep around
+home instead of the expert (waist +-0.5 rad, shoulder and elbow +-0.15 rad, a 4 s period, TCP
+high above the table): motion that never touches anything, for as long as a fault test or a
+benchmark runs. An open-loop expert replay that was held mid-episode resumes further along
+its plan than the arm is, and pushes into the cube; a servo then overloads, which is a
+finding of its own, not the one those tests are after.
 """
 
 from __future__ import annotations
@@ -67,6 +72,17 @@ def twin_kwargs(data: dict) -> dict:
     return out
 
 
+def sweep_plan(spec, control_hz: float, seconds: float = 600.0, period_s: float = 4.0) -> np.ndarray:
+    """Joint targets per control step: home plus a slow sinusoid on the first three joints."""
+    t = np.arange(int(seconds * control_hz)) / control_hz
+    phase = np.sin(2 * np.pi * t / period_s)
+    plan = np.tile(np.asarray(spec.home, dtype=np.float64), (len(t), 1))
+    plan[:, 0] += 0.5 * phase
+    plan[:, 1] += 0.15 * phase
+    plan[:, 2] -= 0.15 * phase
+    return np.clip(plan, spec.lower_array, spec.upper_array)
+
+
 class ExpertReplayPolicy:
     action_space = "joint"
 
@@ -102,8 +118,12 @@ class ExpertReplayPolicy:
         if episode is None or "seed" not in episode or "twin" not in episode:
             raise ValueError("the expert-replay policy needs the episode context {'seed', 'twin'} from evaluation")
         self.infer_delay_s = float(episode.get("infer_delay_s", 0.0))
-        key = json.dumps([episode["seed"], episode["twin"]], sort_keys=True)
+        key = json.dumps([episode["seed"], episode["twin"], episode.get("plan", "expert")], sort_keys=True)
         if key == self._episode_key and self._plan is not None:
+            return
+        if episode.get("plan") == "sweep":
+            self._plan = sweep_plan(self.spec, float(episode["twin"].get("control_rate_hz", 10.0)))
+            self._episode_key = key
             return
         from sim import ScriptedExpert, Twin, TwinConfig
 
