@@ -7,25 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from test_ros_nodes import call, wait_for  # one copy of the DDS test helpers
 
 pytestmark = pytest.mark.ros
-
-
-def wait_for(cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def call(node, srv_type, name, **fields):
-    client = node.create_client(srv_type, name)
-    assert client.wait_for_service(timeout_sec=5.0), name
-    future = client.call_async(srv_type.Request(**fields))
-    assert wait_for(future.done, 5.0), name
-    return future.result()
 
 
 def blocked_chain(ids, blocked: set):
