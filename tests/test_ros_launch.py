@@ -128,6 +128,22 @@ def test_other_launch_files_nodes_and_parameters_exist(monkeypatch, name, values
     check_nodes(nodes, node_params())
 
 
+def test_twin_launch_gives_every_node_the_same_twin_address(monkeypatch):
+    nodes = run_launch(monkeypatch, "twin", {"robot": "so100", "scripted": "true", "name": "lab2", "seed": "7"})
+    params = [n.kwargs["parameters"][-1] for n in nodes]
+    assert [n.kwargs["executable"] for n in nodes] == ["arm_node", "camera_node", "camera_node", "teleop_node"]
+    address = params[0]["port"]
+    assert address.startswith("twin://so100?name=lab2&seed=7") and params[0]["robot"] == "so100"
+    assert [p["device"] for p in params[1:3]] == [address, address] and params[3]["twin"] == address
+    assert params[3]["robot"] == "so100" and params[3]["enabled"] is True
+    from sim.realtime import parse_twin_url
+
+    parsed = parse_twin_url(address)
+    assert (parsed.arm, parsed.name, parsed.seed, parsed.driver_kind) == ("so100", "lab2", 7, "so100")
+    assert [n.kwargs["executable"] for n in run_launch(monkeypatch, "twin", {})] == ["arm_node", "camera_node",
+                                                                                    "camera_node"]
+
+
 def test_bad_launch_argument_is_a_clear_error(monkeypatch):
     with pytest.raises(RuntimeError, match="robot:=ur5 unknown"):
         run_launch(monkeypatch, "collect", {"robot": "ur5"})

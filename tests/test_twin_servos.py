@@ -211,3 +211,21 @@ def test_twin_names_never_collide_and_mirrors_see_the_same_world(twin_arm):
         np.testing.assert_array_equal(mirror.twin.layout.card_xy, host.twin.layout.card_xy)
     finally:
         mirror.close()
+
+
+def test_external_torque_loads_the_holding_servo_and_moves_a_limp_joint(twin_arm):
+    robot, host = twin_arm("widowx")
+    elbow = robot.ids[2]
+    run(robot, host, None, 0.5)
+    current = lambda: robot.bus.sync_read(126, 2, [elbow])[elbow]  # Present Current (2.69 mA), two's complement
+    signed = lambda raw: raw - 65536 if raw >= 32768 else raw
+    before = signed(current())
+    host.inject({"kind": "external_torque", "joint": "elbow", "torque": 3.0})
+    run(robot, host, None, 0.5)
+    loaded = signed(current())
+    assert loaded - before < -0.25 * 2300 / 2.69 / 10 * 3.0  # the servo pushes back against +3 N*m (of its 10)
+    q = robot.read_state().positions[2]
+    assert 0.02 < q - robot.spec.home[2] < 0.06  # and holds it, deflected by load / stiffness (P-loop, I gain 0)
+    robot.bus.set_torque([elbow], False)
+    run(robot, host, None, 0.3)
+    assert robot.read_state().positions[2] - q > 0.1  # limp: the load turns the joint

@@ -12,6 +12,8 @@ scservo_sdk.
 
 from __future__ import annotations
 
+from collections import deque
+
 from vla_robot.robots.virtual_servos import VirtualDynamixelChain, VirtualFeetechChain
 
 from sim.realtime.physics import RealtimeTwin
@@ -23,10 +25,11 @@ REBOOT, BULK_READ = 0x08, 0x92
 class _TwinChain:
     """What the twin adds to a virtual chain; mixed in before the family's framing class."""
 
-    def __init__(self, twin: RealtimeTwin, baudrate: int = 1_000_000):
+    def __init__(self, twin: RealtimeTwin, baudrate: int = 1_000_000, keep_packets: int = 10_000):
         self.twin = twin
         servos = {s.servo_id: s for s in twin.servos}
         super().__init__(servos, twin.servos[0].family.layout, baudrate)
+        self.written = deque(maxlen=keep_packets)  # the newest instruction packets: a twin runs for hours
 
     def write(self, data) -> int:
         with self.twin.lock:  # one consistent physical instant per transaction

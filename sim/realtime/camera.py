@@ -10,7 +10,8 @@ that restarts the device clock. This source is that camera, rendered from a ``Mi
 * its device stamp is ``clock_offset_s + (h_k - h_0) * (1 + drift)``: the device clock, not
   the host's, so the camera node's ``DeviceClockMapper`` has real work to do;
 * the picture is the twin's state *at* ``h_k`` (the state block keeps ~4 s of history), and
-  the frame arrives ``latency_ms`` later;
+  the frame arrives ``latency_ms`` later: its ``receive_stamp`` is that arrival, as a driver
+  thread (librealsense, V4L2) stamps it, however late this process gets to render it;
 * frames are lost on the device with ``drop_probability`` or a ``drop_pattern``
   (``every:N``, ``burst:N:K``), and on the host when the reader falls more than ``queue``
   frames behind (a driver's frame queue);
@@ -49,7 +50,7 @@ class CameraTiming:
     phase_s: float = -1.0  # capture phase within the frame period of the ROS clock; < 0: wherever connect lands
     drop_probability: float = 0.0
     drop_pattern: str = ""
-    queue: int = 2  # frames the host side keeps before it loses the oldest
+    queue: int = 4  # frames the host side keeps before it loses the oldest (V4L2 drivers keep about 4)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -194,7 +195,8 @@ class TwinCameraSource:
         color = self.mirror.twin.render(self.name)
         depth = self._render_depth() if self.depth else None
         stamp = self._clock.device_time(k) + (capture - self._clock.host_time(k)) * (1.0 + self._clock.drift)
-        return Frame(color=color, stamp=stamp, receive_stamp=time.monotonic(), depth=depth, index=k)
+        arrival = capture + self.timing.latency_ms / 1000.0
+        return Frame(color=color, stamp=stamp, receive_stamp=arrival, depth=depth, index=k)
 
     def _render_depth(self) -> np.ndarray:
         """Depth in millimetres (uint16, 0 = nothing within 65.5 m), aligned to the colour image."""
@@ -209,14 +211,12 @@ class TwinCameraSource:
         return np.clip(np.nan_to_num(metres * 1000.0, posinf=0.0), 0, 65535).astype(np.uint16)
 
     def close(self) -> None:
-        """Unplug from the reader's side; the mirror (and its renderers) stay for a reconnect."""
+        """Disconnect and free the renderers (call it from the thread that read: an EGL context
+        belongs to the thread that made it current). The mirror stays attached for a reconnect;
+        the next frame makes new renderers."""
         self.connected = False
-
-    def release(self) -> None:
-        """Free the mirror and renderers (from the thread that rendered)."""
         if self._depth_renderer is not None:
             self._depth_renderer.close()
             self._depth_renderer = None
         if self.mirror is not None:
-            self.mirror.close()
-            self.mirror = None
+            self.mirror.twin.close()

@@ -112,6 +112,11 @@ def _to_sign_magnitude(value: int, bit: int) -> int:
     return (min(abs(value), (1 << bit) - 1)) | ((1 << bit) if value < 0 else 0)
 
 
+def _put_all(servo, values: dict[int, tuple[int, int]]) -> None:
+    for address, (value, width) in values.items():
+        servo.put(address, width, value)
+
+
 class TwinServo(VirtualServo):
     """One servo of the twin: control table + firmware state shared with the physics loop."""
 
@@ -218,41 +223,22 @@ class DynamixelX(ServoFamily):
     STALL_CURRENT_MA = 2300.0  # XM430-W350 at 12 V
     PWM_FULL = 885
 
+    # factory values (address: (value, width)) of the EEPROM and the RAM at power-on, XM430-W350 e-manual
+    FACTORY_EEPROM = {6: (52, 1), 8: (3, 1), 9: (0, 1), 12: (255, 1), 13: (2, 1), 11: (3, 1), 24: (10, 4),
+                      31: (80, 1), 32: (160, 2), 34: (95, 2), 36: (885, 2), 44: (200, 4), 48: (4095, 4),
+                      52: (0, 4), 63: (0x34, 1)}
+    XM430_EEPROM = {38: (1193, 2)}  # Current Limit (the XL430 has none)
+    POWER_ON_RAM = {68: (2, 1), 76: (1920, 2), 78: (100, 2), 84: (800, 2), 100: (885, 2), 144: (120, 2), 146: (35, 1)}
+
     def power_on(self, servo: TwinServo) -> None:
         """Factory EEPROM (plus the arm's own settings in ``mount.eeprom``), RAM at its power-on values."""
-        table, put = servo.table, servo.put
-        if not any(table[:self.EEPROM_END]):
-            put(0, 2, servo.model_number)
-            put(6, 1, 52)  # firmware version
-            put(7, 1, servo.servo_id)
-            put(8, 1, 3)  # 1 Mbps
-            put(9, 1, 0)
-            put(12, 1, 255)
-            put(13, 1, 2)
-            put(self.OPERATING_MODE, 1, 3)
-            put(self.MOVING_THRESHOLD, 4, 10)
-            put(31, 1, 80)
-            put(32, 2, 160)
-            put(34, 2, 95)
-            put(self.PWM_LIMIT, 2, self.PWM_FULL)
-            if servo.model_number == self.MODEL_XM430_W350:
-                put(self.CURRENT_LIMIT, 2, 1193)
-            put(self.VELOCITY_LIMIT, 4, 200)
-            put(self.MAX_POSITION, 4, 4095)
-            put(self.MIN_POSITION, 4, 0)
-            put(self.SHUTDOWN, 1, 0x34)
-            for address, (value, width) in servo.mount.eeprom.items():
-                put(address, width, value)
-        table[self.EEPROM_END:] = bytes(len(table) - self.EEPROM_END)
-        put(68, 1, 2)  # status return level
-        put(76, 2, 1920)
-        put(78, 2, 100)
-        put(84, 2, 800)
-        put(self.GOAL_PWM, 2, self.PWM_FULL)
-        if servo.model_number == self.MODEL_XM430_W350:
-            put(self.GOAL_CURRENT, 2, servo.get(self.CURRENT_LIMIT, 2))
-        put(self.PRESENT_INPUT_VOLTAGE, 2, 120)
-        put(self.PRESENT_TEMPERATURE, 1, 35)
+        xm430 = servo.model_number == self.MODEL_XM430_W350
+        if not any(servo.table[:self.EEPROM_END]):
+            eeprom = {0: (servo.model_number, 2), 7: (servo.servo_id, 1), **self.FACTORY_EEPROM,
+                      **(self.XM430_EEPROM if xm430 else {}), **servo.mount.eeprom}
+            _put_all(servo, eeprom)
+        servo.table[self.EEPROM_END:] = bytes(len(servo.table) - self.EEPROM_END)
+        _put_all(servo, {**self.POWER_ON_RAM, **({self.GOAL_CURRENT: (servo.get(self.CURRENT_LIMIT, 2), 2)} if xm430 else {})})
         servo.hw_error, servo.shutdown, servo.overload_s = 0, False, 0.0
         self.hold_here(servo)
 
@@ -409,35 +395,18 @@ class FeetechSTS(ServoFamily):
     CURRENT_UNIT_MA = 6.5
     STALL_CURRENT_MA = 2700.0  # STS3215 at 7.4 V
 
+    # factory values (address: (value, width)), STS memory table
+    FACTORY_EEPROM = {0: (3, 1), 1: (10, 1), 6: (0, 1), 8: (1, 1), 9: (0, 2), 11: (4095, 2), 13: (70, 1),
+                      14: (80, 1), 15: (40, 1), 16: (1000, 2), 19: (44, 1), 20: (47, 1), 21: (32, 1), 22: (32, 1),
+                      34: (20, 1), 35: (200, 1), 36: (80, 1)}
+    POWER_ON_RAM = {55: (1, 1), 62: (74, 1), 63: (35, 1)}
+
     def power_on(self, servo: TwinServo) -> None:
-        put = servo.put
         if not any(servo.table[:self.EEPROM_END]):
-            put(0, 1, 3)
-            put(1, 1, 10)
-            put(3, 2, servo.model_number)
-            put(5, 1, servo.servo_id)
-            put(6, 1, 0)  # 1 Mbps
-            put(8, 1, 1)
-            put(self.MIN_ANGLE, 2, 0)
-            put(self.MAX_ANGLE, 2, 4095)
-            put(13, 1, 70)
-            put(14, 1, 80)
-            put(15, 1, 40)
-            put(self.MAX_TORQUE, 2, 1000)
-            put(self.UNLOADING_CONDITION, 1, 44)
-            put(20, 1, 47)
-            put(21, 1, 32)
-            put(22, 1, 32)
-            put(self.PROTECTIVE_TORQUE, 1, 20)
-            put(self.PROTECTION_TIME, 1, 200)
-            put(self.OVERLOAD_TORQUE, 1, 80)
-            for address, (value, width) in servo.mount.eeprom.items():
-                put(address, width, value)
+            _put_all(servo, {3: (servo.model_number, 2), 5: (servo.servo_id, 1), **self.FACTORY_EEPROM,
+                             **servo.mount.eeprom})
         servo.table[self.EEPROM_END:] = bytes(len(servo.table) - self.EEPROM_END)
-        put(self.TORQUE_LIMIT, 2, servo.get(self.MAX_TORQUE, 2))
-        put(self.LOCK, 1, 1)
-        put(self.PRESENT_VOLTAGE, 1, 74)
-        put(self.PRESENT_TEMPERATURE, 1, 35)
+        _put_all(servo, {**self.POWER_ON_RAM, self.TORQUE_LIMIT: (servo.get(self.MAX_TORQUE, 2), 2)})
         servo.hw_error, servo.protective, servo.overload_s = 0, False, 0.0
         self.hold_here(servo)
 

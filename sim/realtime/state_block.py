@@ -26,6 +26,7 @@ keeps a torn state. States are written every servo period (4 ms), so 1024 slots 
 
 from __future__ import annotations
 
+import atexit
 import json
 import mmap
 import os
@@ -122,7 +123,16 @@ class TwinStateBlock:
         header[_MAGIC] = MAGIC  # last: a reader sees a complete block or none
         del header
         _LIVE_HERE.add(name)
+        atexit.register(cls._remove_if_mine, path)  # a process that dies without close() leaves no block
         return cls(name, path, fd, mm, writable=True)
+
+    @classmethod
+    def _remove_if_mine(cls, path: str) -> None:
+        try:
+            if cls._owner_of(path) == os.getpid():
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
 
     @staticmethod
     def _owner_of(path: str) -> int:
@@ -192,11 +202,7 @@ class TwinStateBlock:
         if self.writable:
             _LIVE_HERE.discard(self.name)
         if unlink:
-            try:
-                if self._owner_of(self.path) == os.getpid():
-                    os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+            self._remove_if_mine(self.path)
 
     # -- states -----------------------------------------------------------------------------
     def write_state(self, monotonic: float, sim_time: float, seed: int, episode: int, qpos: np.ndarray) -> None:

@@ -122,7 +122,7 @@ class CameraNode(Node):
 
     def _capture_loop(self) -> None:
         wall_minus_mono = time.time() - time.monotonic()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():
             try:
                 frame = self.camera.read(timeout=1.0)
             except Exception as exc:  # never let a driver error end the loop
@@ -133,7 +133,15 @@ class CameraNode(Node):
             if frame is None:
                 time.sleep(0.05)
                 continue
-            self.publish_frame(frame.color, frame.stamp + wall_minus_mono, frame.depth)
+            try:
+                self.publish_frame(frame.color, frame.stamp + wall_minus_mono, frame.depth)
+            except Exception:
+                if self.context.ok():  # a publish racing the shutdown (SIGINT) is not an error
+                    raise
+        try:
+            self.camera.close()  # in this thread: a twin camera's GL context belongs to it
+        except Exception:
+            pass
 
     def _publish_diagnostics(self) -> None:
         values = {"source": self.p.source, "published": self.published, "errors": self.errors}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import rclpy
 from rclpy.context import Context
@@ -75,6 +76,16 @@ class ComposedProcess:
         self.shutdown()
 
 
+def await_future(future, timeout_s: float, what: str):
+    """The result of an rclpy future that another thread's executor completes; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer within {timeout_s}s")
+        time.sleep(0.005)
+    return future.result()
+
+
 def pin_to_one_core() -> set[int] | None:
     """Run this thread, and every thread it starts from now on, on a single CPU.
 
@@ -133,12 +144,15 @@ def spin_single(node_factory, args=None, threads: int = 1) -> None:
     (``ExternalShutdownException``) or as ``KeyboardInterrupt``; either way the node's
     ``close()`` runs, so drivers release their ports and twins their shared memory.
     """
+    import signal
+
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
-    node = node_factory()
-    freeze_startup_objects()
-    try:
+    node = None
+    try:  # a SIGINT may come while the node is still starting (launch stopped early): exit quietly then too
+        node = node_factory()
+        freeze_startup_objects()
         if threads > 1:
             from rclpy.executors import MultiThreadedExecutor
 
@@ -148,9 +162,19 @@ def spin_single(node_factory, args=None, threads: int = 1) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        close = getattr(node, "close", None)
-        if close:
-            close()
-        node.destroy_node()
+        # rclpy's handler and Python's both act on one SIGINT: the second arrives as a KeyboardInterrupt
+        # a moment later. Ignore further SIGINTs (launch escalates to SIGTERM if need be) and let a
+        # pending one interrupt close() at most once.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for _ in range(2):
+            try:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+                break
+            except KeyboardInterrupt:
+                continue
+        if node is not None:
+            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -17,7 +17,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
-from vla_robot.ros.executor import ComposedProcess, OneCorePin
+from vla_robot.ros.executor import ComposedProcess, OneCorePin, await_future
 from vla_robot.ros.qos import LATCHED_QOS
 
 
@@ -203,12 +203,4 @@ class OperatorClient(Node):
         raise TimeoutError(f"the recorder did not receive the instruction {twin.episode.instruction!r}")
 
     def call(self, srv_type, name, timeout_s: float = 30.0, **fields):
-        client = self._client(name)
-        request = srv_type.Request(**fields)
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service {name} did not answer within {timeout_s}s")
-            time.sleep(0.005)
-        return future.result()
+        return await_future(self._client(name).call_async(srv_type.Request(**fields)), timeout_s, f"service {name}")
