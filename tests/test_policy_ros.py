@@ -16,6 +16,21 @@ from vla_robot.policy.expert_replay import ExpertReplayPolicy, twin_kwargs  # no
 SEED = 100_000
 
 
+def record_inference_threads(policy) -> set:
+    """Wrap ``policy.infer`` to collect the names of the threads it runs on (warm-up included)."""
+    import threading
+
+    names: set = set()
+    infer = policy.infer
+
+    def recorded(obs):
+        names.add(threading.current_thread().name)
+        return infer(obs)
+
+    policy.infer = recorded
+    return names
+
+
 def expert_success(cfg: EvalConfig, split: str) -> list[bool]:
     """The scripted expert itself, driving the twin directly (no runtime, no ROS)."""
     from sim import ScriptedExpert, Twin, TwinConfig, TwinRobot
@@ -93,6 +108,7 @@ def test_policy_node_estop_diagnostics_and_bad_input():
     twin_cfg = cfg.twin_config("train", ("third_person",), 10.0)
     twin = Twin(TwinConfig(**twin_kwargs(twin_cfg)))
     policy = ExpertReplayPolicy("widowx250", chunk_size=10)
+    threads = record_inference_threads(policy)
     import os
 
     cpus = os.sched_getaffinity(0)
@@ -160,6 +176,7 @@ def test_policy_node_estop_diagnostics_and_bad_input():
             np.testing.assert_allclose(c[2], held[0], atol=1e-9)
         assert harness.call(harness.start_cli).success  # start does: the arm node first, then the policy
         _wait_until(lambda: node.running and stack.arm.guard.hold is None, 20.0, "the policy and arm to run again")
+        assert threads == {"policy-inference"}  # never on an executor thread that serves state and e-stop
     finally:
         stack.shutdown()
     assert os.sched_getaffinity(0) == cpus  # and gives the caller its CPUs back
@@ -176,7 +193,8 @@ def test_stop_with_autostart_stays_stopped():
     twin_cfg = cfg.twin_config("train", ("third_person",), 10.0)
     twin = Twin(TwinConfig(**twin_kwargs(twin_cfg)))
     policy = ExpertReplayPolicy("widowx250", chunk_size=10)
-    stack = SimPolicyStack(twin, policy, RuntimeConfig(asynchronous=True), rate_factor=3.0, first_seed=SEED,
+    threads = record_inference_threads(policy)
+    stack = SimPolicyStack(twin, policy, RuntimeConfig(asynchronous=False), rate_factor=3.0, first_seed=SEED,
                            autostart=True)
     harness = stack.composition.add(EvalHarness(stack.arm.get_name(), stack.policy_node.get_name(), "third_person",
                                                 context=stack.composition.context))
@@ -195,6 +213,7 @@ def test_stop_with_autostart_stays_stopped():
         assert not node.running  # neither an e-stop release nor the timer restarts it
         assert harness.call(harness.start_cli).success
         _wait_until(lambda: node.running, 20.0, "the explicit start")
+        assert threads == {"policy-control"}  # synchronous: the control thread, never the executor
     finally:
         stack.shutdown()
 
