@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from vla_robot.robots.calibration import MotorCalibration, default_calibration, load_calibration
-from vla_robot.robots.feetech_bus import POSITION_MODE, STS3215_LOCK, STS3215_TABLE, encode_homing_offset, feetech_bus
+from vla_robot.robots.feetech_bus import POSITION_MODE, STS3215_LOCK, encode_homing_offset, feetech_bus
 from vla_robot.robots.servo_arm import JointTicks, ServoArm
 from vla_robot.robots.servo_bus import SerialFactory, ServoBus
 from vla_robot.robots.servo_setup import RegisterSetting, merge, profile_settings
