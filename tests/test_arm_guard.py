@@ -152,3 +152,17 @@ def test_fall_warning_names_the_joints_gravity_pulls_on():
     assert abs(joints["shoulder"]) > 0.5
     # the SO-100 pointing straight up is balanced: nothing carries a load
     assert falling_joints(SO100, np.array([0.0, -1.5, -0.15, 0.15, 0.0, 0.0])) == {}
+
+
+def test_a_silent_bus_holds_latched_and_an_existing_latch_is_kept():
+    g, _ = guard()
+    assert g.bus_lost("no reply") is None  # nothing sent yet: nothing to hold
+    follow(g, HOME + 0.1)
+    hold = g.bus_lost("5 reads failed")
+    assert hold.reason == "bus_error" and hold.latched and g.level == ERROR
+    np.testing.assert_allclose(hold.target, HOME + 0.1)
+    assert not g.admit()
+    g2, _ = guard()
+    follow(g2, HOME)
+    g2.estop(HOME)
+    assert g2.bus_lost("gone") is None and g2.hold.reason == "estop"  # the e-stop stays what it is

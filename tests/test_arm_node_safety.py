@@ -156,3 +156,18 @@ def test_torque_off_goes_to_the_sleep_pose_first_and_warns_what_falls(arm_stack)
     assert "torque off at the sleep pose" in arm.last_error and "shoulder" in arm.last_error
     assert call(client, SetBool, "/arm/torque", data=True).success
     assert all(chain.torque_enabled(sid) for sid in robot.ids)
+
+
+def test_a_servo_that_stops_answering_holds_the_rest_and_start_waits_for_the_bus(arm_stack):
+    from std_srvs.srv import Trigger
+
+    arm, robot, chain, client, cmd, diags, _ = arm_stack
+    assert drive_to(arm, robot, cmd, np.array([0.1, -0.2, 0.3, 0.0, 0.4, 0.0, 0.02]))
+    chain.silent_ids.add(4)  # the elbow servo unplugged: sync reads lose it
+    assert wait_for(lambda: arm.guard.hold is not None and arm.guard.hold.reason == "bus_error", 10.0)
+    assert wait_for(lambda: diags and latest(diags)[0] == 2 and "servo bus" in latest(diags)[1], 5.0)
+    reply = call(client, Trigger, "/arm/start")
+    assert not reply.success and "not answering" in reply.message
+    chain.silent_ids.clear()
+    assert wait_for(lambda: arm._read_failures == 0, 5.0)
+    assert call(client, Trigger, "/arm/start").success

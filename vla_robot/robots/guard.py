@@ -14,6 +14,7 @@ reason              hold target                                    latched   dia
 ``command_timeout`` last commanded pose                            optional  WARN
 ``tracking_error``  measured arm pose, commanded gripper           yes       ERROR
 ``hardware_error``  last commanded pose                            yes       ERROR
+``bus_error``       last commanded pose                            yes       ERROR
 ==================  =============================================  ========  ==============
 
 "Last commanded pose", not the measured one: holding the measured pose made an arm under
@@ -40,7 +41,8 @@ import numpy as np
 from vla_robot.robots.specs import RobotSpec
 
 OK, WARN, ERROR = 0, 1, 2
-HOLD_LEVELS = {"estop": ERROR, "stop": OK, "command_timeout": WARN, "tracking_error": ERROR, "hardware_error": ERROR}
+HOLD_LEVELS = {"estop": ERROR, "stop": OK, "command_timeout": WARN, "tracking_error": ERROR, "hardware_error": ERROR,
+               "bus_error": ERROR}
 
 
 @dataclass
@@ -159,6 +161,13 @@ class ArmGuard:
             self.hold = Hold("hardware_error", self.hold.target, True, f"servo fault while held: {text}")
             return None
         return self._begin("hardware_error", self._target(measured), True, f"servo fault: {text}")
+
+    def bus_lost(self, message: str) -> Hold | None:
+        """The servo bus stopped answering (a servo unplugged, the supply cut): hold what still listens."""
+        self.counts["bus_lost"] += 1
+        if (self.hold is not None and self.hold.latched) or self.last_sent is None:
+            return None  # already held, or nothing was ever sent (the servos keep their power-on goal)
+        return self._begin("bus_error", self.last_sent, True, f"servo bus: {message}")
 
     # -- operator --------------------------------------------------------------------------
     def estop(self, measured: np.ndarray, source: str = "operator") -> Hold:

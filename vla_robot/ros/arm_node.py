@@ -80,6 +80,9 @@ PARAMS = {
 }
 
 
+BUS_LOST_READS = 5  # consecutive failed state reads (50 ms at 100 Hz) that mean the bus, not a glitch
+
+
 class ArmNode(Node):
     LOCKSTEP_LOOKBACK = 4  # states a lock-stepped teleop's latest answer may lag and still count as live
 
@@ -116,6 +119,8 @@ class ArmNode(Node):
         self._guard_lock = threading.RLock()  # guard decisions and the writes they imply, one at a time
         self._sleep: SleepMove | None = None
         self._ticks = 0
+        self._read_failures = 0  # consecutive failed state reads
+        self._ticks_seen = 0
         self.hold_written_at = 0.0  # wall time of the last hold written to the servos
         self.state_pub = self.create_publisher(JointState, "joint_states", joint_qos(self.p.sensor_qos))
         self.applied_pub = self.create_publisher(JointState, "~/applied_command", RECORD_COMMAND_QOS)
@@ -219,11 +224,13 @@ class ArmNode(Node):
 
     # -- the guard's holds -------------------------------------------------------------------
     def _present(self) -> np.ndarray:
+        """The pose a hold keeps when nothing was commanded yet: the last goal, else the measured pose."""
+        if self.guard.last_sent is not None:
+            return self.guard.last_sent.copy()
         last = self.robot.last_targets
         return np.array(last if last is not None else self.robot.read_state().positions, dtype=np.float64)
 
-    def _apply(self, hold: Hold) -> None:
-        """Write a hold now (the e-stop latency ends here): the twin holds it from its next step."""
+    def _write_hold(self, hold: Hold) -> None:
         if self.is_sim:
             with self._command_lock:
                 self._command = (-1.0, hold.target)  # stamped as no state: a lock-step wait never waits on it
@@ -233,6 +240,23 @@ class ArmNode(Node):
             self.robot.send_joint_targets(hold.target)
         else:
             self.robot.hold(hold.target if hold.reason == "tracking_error" else None)
+
+    def _apply(self, hold: Hold) -> bool:
+        """Write a hold now (the e-stop latency ends here): the twin holds it from its next step.
+
+        A bus error is retried once; if the hold still cannot be written it is said loudly (the
+        guard stays latched, commands stay refused) and False returned: only the hardware e-stop
+        can stop an arm whose bus does not answer."""
+        for attempt in (1, 2):
+            try:
+                self._write_hold(hold)
+                break
+            except Exception as exc:
+                self.bus_errors += 1
+                if attempt == 2:
+                    self.last_error = f"HOLD ({hold.reason}) NOT WRITTEN to the servos: {exc}"
+                    self.get_logger().error(self.last_error + "; use the hardware e-stop")
+                    return False
         self.hold_written_at = time.time()
         if not self.is_sim:
             self.guard.sent(self.robot.last_targets)
@@ -242,6 +266,7 @@ class ArmNode(Node):
             self.get_logger().error(text)
         else:
             self.get_logger().warning(text)
+        return True
 
     def rebase_guard(self) -> None:
         """The arm was put somewhere else (a twin reset): holds keep that pose from now on."""
@@ -254,7 +279,11 @@ class ArmNode(Node):
         every = max(1, int(round(float(self.p.publish_rate_hz) / max(float(self.p.fault_poll_hz), 0.1))))
         faults = None  # read from the bus outside the guard lock: an e-stop never waits for it
         if hasattr(self.robot, "read_hardware_errors") and self._ticks % every == 0:
-            faults = self.robot.read_hardware_errors()
+            try:
+                faults = self.robot.read_hardware_errors()
+            except Exception as exc:  # counted; the next poll tries again
+                self.bus_errors += 1
+                self.last_error = f"hardware-error read failed: {exc}"
         with self._guard_lock:
             if self._sleep is not None:
                 return self._sleep_tick(positions)
@@ -264,12 +293,13 @@ class ArmNode(Node):
             if hold is not None:
                 self._apply(hold)
 
-    def estop(self, source: str) -> str:
+    def estop(self, source: str) -> tuple[bool, str]:
         with self._guard_lock:
             self._sleep = None
-            self._apply(self.guard.estop(self._present(), source))
-            return (f"e-stop latched ({source}): holding the last commanded pose with torque on; "
-                    f"~/release_estop then ~/start resumes [hold written at {self.hold_written_at:.6f}]")
+            if not self._apply(self.guard.estop(self._present(), source)):
+                return False, f"e-stop latched ({source}) but {self.last_error}: use the hardware e-stop"
+            return True, (f"e-stop latched ({source}): holding the last commanded pose with torque on; "
+                          f"~/release_estop then ~/start resumes [hold written at {self.hold_written_at:.6f}]")
 
     def _on_estop_topic(self, msg: Bool) -> None:
         if msg.data:
@@ -286,6 +316,9 @@ class ArmNode(Node):
         with self._guard_lock:
             if self._sleep is not None:
                 response.success, response.message = False, "moving to the sleep pose for torque off; wait for it"
+                return response
+            if self._read_failures:
+                response.success, response.message = False, f"the servo bus is not answering: {self.last_error}"
                 return response
             response.success, response.message = self.guard.start()
         self.get_logger().info(f"start: {response.message}")
@@ -325,13 +358,24 @@ class ArmNode(Node):
         return self._epoch + sim_time
 
     def _hw_tick(self) -> None:
+        self._ticks_seen += 1
+        if self._read_failures >= BUS_LOST_READS and self._ticks_seen % 25:
+            return  # a silent bus: each failed read waits out the SDK's timeout; retry a few times a second
         try:
             state = self.robot.read_state()
-        except Exception as exc:  # a bus glitch must not stop the node
+        except Exception as exc:  # a bus glitch must not stop the node; a bus that stays silent holds
             self.bus_errors += 1
+            self._read_failures += 1
             self.last_error = str(exc)
             self.get_logger().warning(f"read failed: {exc}", throttle_duration_sec=1.0)
+            if self._read_failures == BUS_LOST_READS:
+                with self._guard_lock:
+                    hold = self.guard.bus_lost(f"{BUS_LOST_READS} reads in a row failed ({exc}): a servo unplugged "
+                                               "or unpowered?")
+                    if hold is not None:
+                        self._apply(hold)
             return
+        self._read_failures = 0
         stamp = self.get_clock().now().nanoseconds * 1e-9
         self.state_pub.publish(joint_state_msg(self.names, state.positions, state.velocities, stamp))
         if getattr(self.robot, "torque_enabled", True):
@@ -438,7 +482,7 @@ class ArmNode(Node):
         return response
 
     def _srv_estop(self, request, response):
-        response.success, response.message = True, self.estop("service ~/estop")
+        response.success, response.message = self.estop("service ~/estop")
         return response
 
     def _srv_release(self, request, response):
