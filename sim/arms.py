@@ -21,6 +21,17 @@ import numpy as np
 from vla_robot.robots.specs import RobotSpec, get_robot_spec
 
 
+# The arm's MJCF default classes (joint damping, contact classes), shared by the task scene
+# and the arm-only kinematics model so both describe one arm.
+ARM_DEFAULTS_XML = """<default class="arm">
+      <joint damping="0.5" armature="0.02" frictionloss="0.01"/>
+      <geom contype="2" conaffinity="1" condim="3" friction="0.8 0.01 0.001" rgba="0.2 0.2 0.22 1" density="800"/>
+      <default class="arm_vis"><geom contype="0" conaffinity="0"/></default>
+      <default class="finger"><joint damping="2" armature="0.005" frictionloss="0"/></default>
+      <default class="pad"><geom condim="4" friction="1.5 0.02 0.002" solref="0.004 1" solimp="0.95 0.99 0.001" rgba="0.1 0.1 0.1 1"/></default>
+    </default>"""
+
+
 @dataclass(frozen=True)
 class ArmModel:
     """An arm's MJCF fragments plus the task geometry scaled to its reach."""

@@ -56,7 +56,7 @@ def test_arm_node_on_the_twin_follows_sags_holds_and_overloads(process_launch, k
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import JointState
     from std_msgs.msg import String
-    from std_srvs.srv import SetBool
+    from std_srvs.srv import SetBool, Trigger
 
     from process_launch import NodeLaunch
     from vla_robot.ros.qos import COMMAND_QOS, LATCHED_QOS
@@ -97,11 +97,16 @@ def test_arm_node_on_the_twin_follows_sags_holds_and_overloads(process_launch, k
             return np.linalg.norm(tcp() - first)
 
         assert hold_drift() <= 0.002  # torque on: no sag
+        # torque off goes to the sleep pose first (the arm node's guard), then the servos go limp
         assert ros.call(SetBool, "/arm/torque", data=False).success
+        ros.wait_for(lambda: not any(s["torque"] for s in statuses(status)[-1]["servos"].values()), timeout_s=60,
+                     what="torque off at the sleep pose")
         high = tcp()
-        ros.wait_for(lambda: high[2] - tcp()[2] > 0.03, timeout_s=30, what="the limp arm falling 3 cm")
+        ros.wait_for(lambda: np.linalg.norm(high - tcp()) > 0.003, timeout_s=30,
+                     what="the limp arm falling from its sleep pose (the twin has no cradle)")
         assert ros.call(SetBool, "/arm/torque", data=True).success
         assert hold_drift() <= 0.002  # torque on again: it holds where it fell
+        assert ros.call(Trigger, "/arm/start").success  # the torque-off request latched a stop: start resumes
 
         joint = names[2]
         ok, reason = ros.set_parameter("/arm", "twin_fault", json.dumps({"kind": "block_joint", "joint": joint}))

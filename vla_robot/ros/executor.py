@@ -133,8 +133,11 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def spin_single(node_factory, args=None) -> None:
+def spin_single(node_factory, args=None, threads: int = 1) -> None:
     """Entry point body for a one-node executable (``ros2 run`` / launch).
+
+    ``threads`` > 1 spins a multi-threaded executor, so callbacks in a callback group of their
+    own (the arm node's e-stop) run while another callback (a servo bus read) is still busy.
 
     It leaves ``ROS_DOMAIN_ID`` and the discovery range to the environment (the operator's
     domain). SIGINT, as ``ros2 launch`` sends it, ends the spin through rclpy's own handler
@@ -150,7 +153,12 @@ def spin_single(node_factory, args=None) -> None:
     try:  # a SIGINT may come while the node is still starting (launch stopped early): exit quietly then too
         node = node_factory()
         freeze_startup_objects()
-        rclpy.spin(node)
+        if threads > 1:
+            from rclpy.executors import MultiThreadedExecutor
+
+            rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=threads))
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -52,6 +52,7 @@ class TwinServices:
         info = self.host.reset()
         robot = self.node.robot
         robot.set_torque(robot.torque_enabled)  # the driver restarts from the present (home) pose
+        self.node.rebase_guard()  # a later hold keeps the new episode's pose, not the last one's
         self.publish_instruction()
         return {"seed": self.host.seed, "episode": self.host.episode, "instruction": info["instruction"]}
 
