@@ -6,7 +6,9 @@
         camera_source:=opencv camera_devices:=/dev/video0 calibration_path:=~/.config/vla_robot/so100.json
     ros2 launch vla_robot_bringup collect.launch.py robot:=sim          # real-time twin + scripted expert
 
-Episode control: the recorder's console (keys in this terminal) or
+Episode control: the gamepad (Start = start, Y = save as success, X = save as failure,
+Back = discard; ``joy_*_button`` parameters of the recorder), ``vla-robot console`` in a second
+terminal (ros2 launch gives nodes no keyboard), or
 ``ros2 service call /recorder/start std_srvs/srv/Trigger``,
 ``ros2 service call /recorder/save std_srvs/srv/SetBool "{data: true}"``,
 ``ros2 service call /recorder/discard std_srvs/srv/Trigger``,
@@ -116,7 +118,7 @@ def _nodes(context):
         "instruction": arg["instruction"],
         "operator": arg["operator"],
         "preview_path": arg["preview_path"],
-        "console": True,
+        "console": False,  # no stdin under ros2 launch: `vla-robot console` in its own terminal
         "sensor_qos": arg["sensor_qos"],
         "action_source": arg["action_source"],
     }

@@ -219,7 +219,7 @@ def test_recorder_records_aligned_depth_losslessly(proc, tmp_path):
     bad = depth_to_msg(np.zeros((6, 8), np.uint16), 2000.0, "cam")
     bad.encoding = "32FC1"
     depth_pub.publish(bad)
-    assert wait_for(lambda: rec.recorder.stats.rejected.get("depth/cam") == 1)
+    assert wait_for(lambda: rec.status()["rejected"].get("depth/cam") == 1)
     rec.save_episode(True)
     ep = EpisodeStore.open(store).read_episode(0)
     n = len(ep["state"])
