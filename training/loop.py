@@ -25,9 +25,9 @@ from training.distributed import (StepLog, clip_grad_norm, global_objective, mak
 from training.history import History
 from training.phase_data import phase_data
 from training.schedule import apply_hyperparameters, build_optimizer, warmup_cosine
-from training.strategies import describe
+from training.strategies import describe, enable_gradient_checkpointing
 from vla_robot.models.prompting import VLAPreprocessor
-from vla_robot.models.vla import VLAModel, unwrap
+from vla_robot.models.vla import VLAModel
 
 
 @dataclass
@@ -154,7 +154,7 @@ class PhaseRunner:
         start = int(saved["step"]) if saved else 0
         model = self.model
         if cfg.model.gradient_checkpointing:
-            unwrap(model.backbone).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_gradient_checkpointing(model)
         if self.sharded:
             model = shard_model(model, acc, cfg.distributed.reshard_after_forward)
         else:
