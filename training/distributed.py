@@ -139,7 +139,14 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
 def shard_model(model: nn.Module, acc, reshard_after_forward: bool = True) -> nn.Module:
     """FSDP2 over a 1-D mesh of all processes; parameters become DTensors sharded on dim 0."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError as exc:  # FSDP2 is public from torch 2.6
+        from training.config import ConfigError
+
+        raise ConfigError(f"distributed.sharding=fsdp needs FSDP2 (torch >= 2.6); this is torch {torch.__version__}. "
+                          "Use distributed.sharding=none (DDP)") from exc
 
     model.to(acc.device)
     mesh = init_device_mesh(acc.device.type, (acc.num_processes,))
