@@ -270,3 +270,30 @@ def test_vqa_and_action_losses_are_logged_once_each(setup):
     assert logged["loss"] == pytest.approx(float(robot["loss"]), rel=1e-6)
     assert logged["vqa_loss"] == pytest.approx(float(vqa["loss"]), rel=1e-6)
     assert logged["arm_loss"] == pytest.approx(float(robot["arm_loss"]), rel=1e-6)
+
+
+# ------------------------------------------------------------------ RNG
+def test_rng_state_round_trip_cpu():
+    from training.checkpoint import rng_state, set_rng_state
+
+    torch.manual_seed(5)
+    state = rng_state()
+    a = torch.rand(4)
+    torch.manual_seed(6)
+    set_rng_state(state)
+    assert torch.equal(torch.rand(4), a)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA; CPU twin: test_rng_state_round_trip_cpu")
+def test_rng_state_round_trip_cuda():
+    """Dropout on a GPU draws from the CUDA generator: a checkpoint saves and restores it too."""
+    from training.checkpoint import rng_state, set_rng_state
+
+    torch.cuda.manual_seed_all(5)
+    state = rng_state()
+    assert "cuda" in state
+    a = torch.rand(4, device="cuda")
+    torch.cuda.manual_seed_all(6)
+    set_rng_state(state)
+    assert torch.equal(torch.rand(4, device="cuda"), a)

@@ -71,6 +71,11 @@ def probe_participation(model: nn.Module, batches: dict[str, dict], autocast) ->
         model.zero_grad(set_to_none=True)
         with autocast():
             out = model(batch)
+        if not out["loss"].requires_grad:
+            from training.config import ConfigError
+
+            raise ConfigError(f"{kind} batches train no parameter with this strategy; leave them out or pick a "
+                              "strategy that trains what their loss reaches")
         out["loss"].backward()
         used[kind] = {n for n, p in trainable.items() if p.grad is not None}
     model.zero_grad(set_to_none=True)
@@ -137,7 +142,10 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
 
 
 def shard_model(model: nn.Module, acc, reshard_after_forward: bool = True) -> nn.Module:
-    """FSDP2 over a 1-D mesh of all processes; parameters become DTensors sharded on dim 0."""
+    """FSDP2 over a 1-D mesh of all processes; parameters become DTensors sharded on dim 0.
+
+    The model stays where it was built (CPU): `fully_shard` moves each unit's parameters to the
+    mesh device as it shards them, so no process ever holds the whole model on its GPU."""
     from torch.distributed.device_mesh import init_device_mesh
 
     try:
@@ -148,7 +156,6 @@ def shard_model(model: nn.Module, acc, reshard_after_forward: bool = True) -> nn
         raise ConfigError(f"distributed.sharding=fsdp needs FSDP2 (torch >= 2.6); this is torch {torch.__version__}. "
                           "Use distributed.sharding=none (DDP)") from exc
 
-    model.to(acc.device)
     mesh = init_device_mesh(acc.device.type, (acc.num_processes,))
     for unit in shard_units(model):
         fully_shard(unit, mesh=mesh, reshard_after_forward=reshard_after_forward)
