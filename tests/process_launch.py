@@ -35,6 +35,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,11 +116,12 @@ class NodeLaunch:
     def params_files(self, directory: Path) -> list[Path]:
         """Each entry as the file launch_ros passes: YAML paths as they are, dicts written as ``/**`` YAML."""
         out = []
-        for i, item in enumerate(self.parameters):
-            if isinstance(item, dict):
-                path = directory / f"launch_params_{self.name}_{i}.yaml"
-                path.write_text(yaml.dump({"/**": {"ros__parameters": item}}, default_flow_style=False))
-                out.append(path)
+        for item in self.parameters:
+            if isinstance(item, dict):  # a file of its own, as launch_ros' NamedTemporaryFile
+                handle, name = tempfile.mkstemp(prefix="launch_params_", suffix=".yaml", dir=directory)
+                with os.fdopen(handle, "w") as f:
+                    yaml.dump({"/**": {"ros__parameters": item}}, f, default_flow_style=False)
+                out.append(Path(name))
             else:
                 out.append(Path(str(item)))
         return out
@@ -251,11 +253,13 @@ class ProcessLaunch:
             raise AssertionError("nodes exited early:\n" + "\n".join(
                 f"--- {p.node.name} (exit {p.process.returncode}) ---\n{p.log_tail()}" for p in dead))
 
-    def stop(self, running: NodeProcess) -> int:
-        """SIGINT (what launch sends on Ctrl-C), then SIGTERM, then SIGKILL; returns the exit code."""
+    def stop(self, running: NodeProcess, interrupted: bool = False) -> int:
+        """SIGINT once (what launch sends on Ctrl-C; skipped when ``interrupted``), then SIGTERM, then
+        SIGKILL, each after its grace period; returns the exit code."""
         process = running.process
-        for sig, timeout in ((signal.SIGINT, self.sigint_timeout_s), (signal.SIGTERM, self.sigterm_timeout_s),
-                             (signal.SIGKILL, 5.0)):
+        steps = ((signal.SIGINT, self.sigint_timeout_s), (signal.SIGTERM, self.sigterm_timeout_s),
+                 (signal.SIGKILL, 5.0))
+        for sig, timeout in steps[1:] if interrupted else steps:
             if process.poll() is not None:
                 break
             process.send_signal(sig)
@@ -266,13 +270,20 @@ class ProcessLaunch:
         return process.wait()
 
     def shutdown(self) -> dict[str, int]:
-        """Stop every node (in reverse start order, as launch tears down); exit codes by node name."""
+        """Stop every node (SIGINT to all at once, as launch does on Ctrl-C); exit codes by node name."""
         codes = {}
+        interrupted = set()
         for running in reversed(self.processes):
             if running.alive:
                 running.process.send_signal(signal.SIGINT)
+                interrupted.add(id(running))
         for running in reversed(self.processes):
-            codes[running.node.name] = self.stop(running)
+            if id(running) in interrupted:
+                try:
+                    running.process.wait(timeout=self.sigint_timeout_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            codes[running.node.name] = self.stop(running, interrupted=id(running) in interrupted)
         return codes
 
     def logs(self, chars: int = 6000) -> str:
@@ -321,13 +332,9 @@ class RosClient:
         client = self.client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise TimeoutError(f"service {name} did not appear within {timeout_s}s")
-        future = client.call_async(srv_type.Request(**fields))
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service {name} did not answer within {timeout_s}s")
-            time.sleep(0.005)
-        return future.result()
+        from vla_robot.ros.executor import await_future
+
+        return await_future(client.call_async(srv_type.Request(**fields)), timeout_s, f"service {name}")
 
     def subscribe(self, msg_type, topic: str, qos=10, keep: int = 100000) -> list:
         """Collect messages of ``topic`` (as (receive monotonic time, msg)) into ``self.messages[topic]``."""
@@ -351,6 +358,19 @@ class RosClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not reached within {timeout_s}s")
             time.sleep(poll_s)
+
+    def set_parameter(self, node: str, name: str, value, timeout_s: float = 30.0):
+        """``ros2 param set <node> <name> <value>``: returns (successful, reason)."""
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        kinds = {bool: ("bool_value", ParameterType.PARAMETER_BOOL), int: ("integer_value", ParameterType.PARAMETER_INTEGER),
+                 float: ("double_value", ParameterType.PARAMETER_DOUBLE), str: ("string_value", ParameterType.PARAMETER_STRING)}
+        field_name, kind = kinds[type(value)]
+        parameter = Parameter(name=name, value=ParameterValue(type=kind, **{field_name: value}))
+        result = self.call(SetParameters, f"{node.rstrip('/')}/set_parameters", timeout_s=timeout_s,
+                           parameters=[parameter]).results[0]
+        return result.successful, result.reason
 
     def publisher(self, msg_type, topic: str, qos=10):
         return self.node.create_publisher(msg_type, topic, qos)

@@ -41,5 +41,5 @@ def test_a_node_without_ros_domain_id_is_reached_from_an_operator_shell(process_
     call = subprocess.run([sys.executable, "-c", SERVICE_CALL, f"/{name}/estop"], capture_output=True, text=True,
                           timeout=120, env=operator_shell_env())
     process_launch.assert_alive()
-    assert "ANSWER True e-stop active" in call.stdout, call.stdout + call.stderr + arm.log_tail()
-    assert "E-STOP" in arm.log_tail()
+    assert "ANSWER True e-stop latched" in call.stdout, call.stdout + call.stderr + arm.log_tail()
+    assert "HOLD (estop)" in arm.log_tail()

@@ -59,4 +59,4 @@ def test_launch_file_nodes_start_and_stop_like_ros2_launch(process_launch):
     process_launch.assert_alive()
     codes = process_launch.shutdown()
     assert codes == {"arm": 0, "teleop": 0}, process_launch.logs()  # SIGINT ends each node cleanly
-    assert "E-STOP" in arm.log_tail()
+    assert "HOLD (estop)" in arm.log_tail()

@@ -113,8 +113,14 @@ def test_collect_launch_nodes_and_parameters_exist(monkeypatch, values):
         assert console.get("token", "") == values.get("console_token", "")
         exes = exes[:-1]
     assert exes[-1] == "recorder_node"
-    if values["robot"] == "sim":
-        assert exes == ["twin_node", "recorder_node"]
+    if values["robot"] == "sim":  # the real-time twin: arm on the twin's bus, free-running cameras, scripted teleop
+        assert exes == ["arm_node", "camera_node", "camera_node", "teleop_node", "recorder_node"]
+        arm, teleop = nodes[0].kwargs["parameters"][-1], nodes[3].kwargs["parameters"][-1]
+        cameras = [n.kwargs["parameters"][-1] for n in nodes[1:3]]
+        assert arm["port"].startswith("twin://widowx250?name=collect") and arm["robot"] == "widowx"
+        assert {c["device"] for c in cameras} == {arm["port"]} and teleop["twin"] == arm["port"]
+        assert [c["camera_name"] for c in cameras] == ["third_person", "wrist"] and teleop["enabled"] is False
+        assert all(c["source"] == "twin" for c in cameras)
     else:
         assert exes[0] == "arm_node" and exes.count("camera_node") == len(values.get("cameras", "front,wrist").split(","))
     if values.get("teleop") == "leader":
@@ -124,12 +130,29 @@ def test_collect_launch_nodes_and_parameters_exist(monkeypatch, values):
 
 @pytest.mark.parametrize("name, values", [
     ("teleop", {"mode": "joy"}), ("teleop", {"mode": "leader", "robot": "so100"}), ("twin", {"size": "640x480"}),
+    ("twin", {"robot": "so100", "scripted": "true", "depth": "true", "name": "lab2"}),
     ("deploy", {"robot": "widowx", "policy": "/tmp/bundle"}), ("deploy", {"robot": "sim", "policy": "/tmp/bundle"}),
 ])
 def test_other_launch_files_nodes_and_parameters_exist(monkeypatch, name, values):
     nodes = [n for n in run_launch(monkeypatch, name, values) if "executable" in n.kwargs]
     assert nodes
     check_nodes(nodes, node_params())
+
+
+def test_twin_launch_gives_every_node_the_same_twin_address(monkeypatch):
+    nodes = run_launch(monkeypatch, "twin", {"robot": "so100", "scripted": "true", "name": "lab2", "seed": "7"})
+    params = [n.kwargs["parameters"][-1] for n in nodes]
+    assert [n.kwargs["executable"] for n in nodes] == ["arm_node", "camera_node", "camera_node", "teleop_node"]
+    address = params[0]["port"]
+    assert address.startswith("twin://so100?name=lab2&seed=7") and params[0]["robot"] == "so100"
+    assert [p["device"] for p in params[1:3]] == [address, address] and params[3]["twin"] == address
+    assert params[3]["robot"] == "so100" and params[3]["enabled"] is True
+    from sim.realtime import parse_twin_url
+
+    parsed = parse_twin_url(address)
+    assert (parsed.arm, parsed.name, parsed.seed, parsed.driver_kind) == ("so100", "lab2", 7, "so100")
+    assert [n.kwargs["executable"] for n in run_launch(monkeypatch, "twin", {})] == ["arm_node", "camera_node",
+                                                                                    "camera_node"]
 
 
 def test_bad_launch_argument_is_a_clear_error(monkeypatch):
@@ -139,8 +162,7 @@ def test_bad_launch_argument_is_a_clear_error(monkeypatch):
 
 def test_yaml_configs_only_set_declared_parameters():
     params = node_params()
-    node_exe = {"arm": "arm_node", "leader": "arm_node", "recorder": "recorder_node", "teleop": "teleop_node",
-                "twin": "twin_node"}
+    node_exe = {"arm": "arm_node", "leader": "arm_node", "recorder": "recorder_node", "teleop": "teleop_node"}
     for path in (PKG / "config").glob("*.yaml"):
         for node, entry in yaml.safe_load(path.read_text()).items():
             exe = node_exe.get(node, "camera_node" if node.startswith("camera_") else None)

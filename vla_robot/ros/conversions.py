@@ -19,6 +19,7 @@ from vla_robot.cameras.interface import CameraIntrinsics
 from vla_robot.ros.decode import (SUPPORTED_ENCODINGS, MessageError, depth_from_msg, from_time,  # noqa: F401
                                   image_from_msg, joint_positions_from_msg, targets_from_trajectory)
 
+
 def to_time(seconds: float) -> Time:
     sec = math.floor(seconds)
     return Time(sec=int(sec), nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)

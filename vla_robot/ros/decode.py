@@ -51,9 +51,10 @@ def depth_from_msg(msg, expected_hw: tuple[int, int] | None = None) -> np.ndarra
     return rows[:, : msg.width].copy()
 
 
-def _reorder(names_in: Sequence[str], values: Sequence[float], names: Sequence[str], what: str) -> np.ndarray:
+def _reorder(names_in: Sequence[str], values: Sequence[float], names: Sequence[str], what: str,
+             allow_extra: bool = False) -> np.ndarray:
     unknown = [n for n in names_in if n not in names]
-    if unknown:
+    if unknown and not allow_extra:
         raise MessageError(f"{what}: unknown joint names {unknown}; this arm has {list(names)}")
     if len(values) != len(names_in):
         raise MessageError(f"{what}: {len(names_in)} names but {len(values)} values")
@@ -68,9 +69,12 @@ def _reorder(names_in: Sequence[str], values: Sequence[float], names: Sequence[s
     return out
 
 
-def joint_positions_from_msg(msg, names: Sequence[str]) -> np.ndarray:
-    """Positions in ``names`` order from a JointState with any joint order."""
-    return _reorder(msg.name, msg.position, names, "JointState")
+def joint_positions_from_msg(msg, names: Sequence[str], allow_extra: bool = False) -> np.ndarray:
+    """Positions in ``names`` order from a JointState with any joint order.
+
+    ``allow_extra``: ignore joints that are not the arm's (a measurement may carry more: Interbotix'
+    xs_sdk adds ``left_finger`` / ``right_finger``); a command never may (the arm node keeps False)."""
+    return _reorder(msg.name, msg.position, names, "JointState", allow_extra)
 
 
 def targets_from_trajectory(msg, names: Sequence[str]) -> np.ndarray:

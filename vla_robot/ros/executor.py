@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import rclpy
 from rclpy.context import Context
@@ -27,11 +28,8 @@ def local_dds_env() -> None:
 class ComposedProcess:
     """A private rclpy context + a multi-threaded executor spinning in a background thread."""
 
-    def __init__(self, threads: int = 4, private_dds: bool = True):
-        """``private_dds``: keep discovery on this host (``local_dds_env``); False for a composed
-        stack that is itself a standalone executable started by ``ros2 launch`` (``twin_node``)."""
-        if private_dds:
-            local_dds_env()
+    def __init__(self, threads: int = 4):
+        local_dds_env()
         self.context = Context()
         rclpy.init(context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
@@ -76,6 +74,16 @@ class ComposedProcess:
 
     def __exit__(self, *exc):
         self.shutdown()
+
+
+def await_future(future, timeout_s: float, what: str):
+    """The result of an rclpy future that another thread's executor completes; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer within {timeout_s}s")
+        time.sleep(0.005)
+    return future.result()
 
 
 def pin_to_one_core() -> set[int] | None:
@@ -125,27 +133,48 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def spin_single(node_factory, args=None) -> None:
+def spin_single(node_factory, args=None, threads: int = 1) -> None:
     """Entry point body for a one-node executable (``ros2 run`` / launch).
+
+    ``threads`` > 1 spins a multi-threaded executor, so callbacks in a callback group of their
+    own (the arm node's e-stop) run while another callback (a servo bus read) is still busy.
 
     It leaves ``ROS_DOMAIN_ID`` and the discovery range to the environment (the operator's
     domain). SIGINT, as ``ros2 launch`` sends it, ends the spin through rclpy's own handler
     (``ExternalShutdownException``) or as ``KeyboardInterrupt``; either way the node's
     ``close()`` runs, so drivers release their ports and twins their shared memory.
     """
+    import signal
+
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
-    node = node_factory()
-    freeze_startup_objects()
-    try:
-        rclpy.spin(node)
+    node = None
+    try:  # a SIGINT may come while the node is still starting (launch stopped early): exit quietly then too
+        node = node_factory()
+        freeze_startup_objects()
+        if threads > 1:
+            from rclpy.executors import MultiThreadedExecutor
+
+            rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=threads))
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        close = getattr(node, "close", None)
-        if close:
-            close()
-        node.destroy_node()
+        # rclpy's handler and Python's both act on one SIGINT: the second arrives as a KeyboardInterrupt
+        # a moment later. Ignore further SIGINTs (launch escalates to SIGTERM if need be) and let a
+        # pending one interrupt close() at most once.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for _ in range(2):
+            try:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+                break
+            except KeyboardInterrupt:
+                continue
+        if node is not None:
+            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -1,8 +1,9 @@
 """The collection stack on the twin, composed in one process: arm (twin clock), one camera
 node per twin camera, scripted-expert teleop and the recorder, all talking over real DDS.
 
-Used by ``vla-robot collect --robot sim``, the twin launch file's executable, the
-end-to-end tests and the collection benchmark.
+Used by ``vla-robot collect --robot sim`` (fast, lock-stepped data generation), the demo,
+the end-to-end tests and the collection benchmark. ``twin.launch.py`` and
+``collect.launch.py robot:=sim`` run the real-time twin instead, each node its own process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
-from vla_robot.ros.executor import ComposedProcess, OneCorePin
+from vla_robot.ros.executor import ComposedProcess, OneCorePin, await_future
 from vla_robot.ros.qos import LATCHED_QOS
 
 
@@ -38,10 +39,9 @@ class SimStackConfig:
     quality: int = 90
     max_steps: int = 150  # an episode is cut (and saved as a failure) after this many steps
     preview_path: str = ""
-    record: bool = True  # False: the twin, cameras and teleop only (twin.launch.py)
+    record: bool = True  # False: the twin, cameras and teleop only
     teleop_enabled: bool = False  # the scripted expert drives at once (otherwise per episode)
     one_core: bool = True  # pin the composed stack's threads to one CPU (see executor.pin_to_one_core)
-    private_dds: bool = True  # False: join the environment's ROS domain (a standalone executable, twin_node)
     console_port: int | None = None  # serve the recording console in a browser (0: any free port)
     console_host: str = "127.0.0.1"  # another interface needs console_token
     console_token: str = ""
@@ -70,7 +70,7 @@ class SimStack:
         self.max_rerecords = 5  # episodes re-recorded after an empty save, per run, before giving up
         self.rerecorded = 0
         self.expert = ScriptedExpert(self.twin)
-        self.process = ComposedProcess(threads=threads, private_dds=c.private_dds)
+        self.process = ComposedProcess(threads=threads)
         ctx = self.process.context
         self.arm = self.process.add(ArmNode({"robot": "sim", "control_rate_hz": c.control_rate_hz,
                                              "rate_factor": c.rate_factor, "seed": c.seed, "sim_robot": c.robot,
@@ -234,12 +234,4 @@ class OperatorClient(Node):
         raise TimeoutError(f"the recorder did not receive the instruction {twin.episode.instruction!r}")
 
     def call(self, srv_type, name, timeout_s: float = 30.0, **fields):
-        client = self._client(name)
-        request = srv_type.Request(**fields)
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service {name} did not answer within {timeout_s}s")
-            time.sleep(0.005)
-        return future.result()
+        return await_future(self._client(name).call_async(srv_type.Request(**fields)), timeout_s, f"service {name}")

@@ -31,7 +31,6 @@ setup(
             "teleop_node = vla_robot.ros.teleop_node:main",
             "recorder_node = vla_robot.ros.recorder_node:main",
             "console_node = vla_robot.ros.console_node:main",
-            "twin_node = vla_robot.ros.twin_main:main",
             "policy_node = vla_robot.ros.policy_node:main",
         ],
     },
