@@ -5,6 +5,7 @@ check each stored step against what was written: the right samples, stamps and s
 """
 
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from vla_robot.recorder.rosbag_import import BagError, BagImporter  # noqa: E402
 from vla_robot.recorder.rosbag_mapping import BagMapping, MappingError  # noqa: E402
 from vla_robot.robots.specs import get_robot_spec  # noqa: E402
 
-NAMES = get_robot_spec("widowx250").joint_names
+SPEC = get_robot_spec("widowx250")
+NAMES = SPEC.joint_names
 T0 = 1_700_000_000.0  # header stamps: ROS time of a real session
 RATE = 30.0
 W, H = 32, 24
@@ -29,6 +31,44 @@ CAMERAS = {  # free-running: 29.97 fps, each with its own phase; the wrist sends
 }
 JOINT_HZ, JOINT_LATENCY = 100.0, 0.001
 ACTION_HZ, ACTION_PHASE = 30.0, 0.001
+
+
+def joints(phase: float, first: float) -> np.ndarray:
+    """A pose inside the arm's limits (so the store validates); joint 0 carries the sample's index."""
+    q = SPEC.lower_array + (SPEC.upper_array - SPEC.lower_array) * (0.5 + 0.4 * np.sin(np.arange(len(NAMES)) + phase))
+    q[0] = first
+    return q
+
+
+def free_running(origin: float, start: float, stop: float, cameras: dict = CAMERAS, depth: bool = True,
+                 pause: tuple | None = None):
+    """(log time, stream, stamp, value) of every sample over [start, stop) s after ``origin``, times
+    rounded to the nanosecond as a bag stores them: joints at 100 Hz (joint 0 = sample index),
+    actions at 30 Hz, each camera at its own rate and phase (value: the frame's number), depth with
+    the front camera. ``pause = (camera, from_s, to_s)``: that camera sends nothing in between."""
+    def ns(t):  # a header stamp as decoded (sec + nanosec * 1e-9)
+        sec = np.floor(t)
+        return float(sec + round((t - sec) * 1e9) * 1e-9)
+
+    def log_ns(t):  # a log time as decoded (ns * 1e-9)
+        return round(t * 1e9) * 1e-9
+
+    for j in range(int(np.ceil(start * JOINT_HZ)), int(np.ceil(stop * JOINT_HZ))):
+        stamp = ns(origin + j / JOINT_HZ)
+        yield log_ns(stamp + JOINT_LATENCY), "state", stamp, joints(j * 0.01, j * 1e-3)
+    for i in range(int(np.ceil(start * ACTION_HZ)), int(np.ceil(stop * ACTION_HZ))):
+        stamp = ns(origin + i / ACTION_HZ + ACTION_PHASE)
+        yield log_ns(stamp + 0.002), "action", stamp, joints(1.0 + i * 0.03, 0.5 + i * 1e-3)
+    for name, cam in cameras.items():
+        period = 1.0 / cam["fps"]
+        for n in range(int(np.ceil((start - cam["phase"]) / period)), int(np.ceil((stop - cam["phase"]) / period))):
+            at = cam["phase"] + n * period
+            if pause and pause[0] == name and pause[1] <= at < pause[2]:
+                continue
+            stamp = ns(origin + at)
+            yield log_ns(stamp + cam["latency"]), f"images/{name}", stamp, n
+            if depth and name == "front":
+                yield log_ns(stamp + cam["latency"]), "depth/front", stamp, n
 
 
 def frame_image(n: int) -> np.ndarray:
@@ -88,31 +128,21 @@ class BagBuilder:
     def string(self, text: str):
         return self.t["std_msgs/msg/String"](data=text)
 
-    def streams(self, start: float, stop: float, depth: bool = True) -> None:
-        """Free-running streams over [start, stop) seconds after T0."""
-        for j in range(int(np.ceil(start * JOINT_HZ)), int(np.ceil(stop * JOINT_HZ))):
-            stamp = T0 + j / JOINT_HZ
-            q = np.sin(np.arange(len(NAMES)) + j * 0.01)
-            q[0] = j * 1e-3  # the sample's index, read back from the store
-            self.add(stamp + JOINT_LATENCY, "/joint_states", "sensor_msgs/msg/JointState", self.joint_state(stamp, q))
-        for i in range(int(np.ceil(start * ACTION_HZ)), int(np.ceil(stop * ACTION_HZ))):
-            stamp = T0 + i / ACTION_HZ + ACTION_PHASE
-            a = np.cos(np.arange(len(NAMES)) + i * 0.03)
-            a[0] = 0.5 + i * 1e-3
-            self.add(stamp + 0.002, "/arm/applied_command", "sensor_msgs/msg/JointState", self.joint_state(stamp, a))
-        for name, cam in CAMERAS.items():
-            period = 1.0 / cam["fps"]
-            for n in range(int(np.ceil((start - cam["phase"]) / period)), int(np.ceil((stop - cam["phase"]) / period))):
-                stamp = T0 + cam["phase"] + n * period
-                rgb = frame_image(n)
-                if cam["topic"].endswith("compressed"):
-                    self.add(stamp + cam["latency"], cam["topic"], "sensor_msgs/msg/CompressedImage",
-                             self.compressed(stamp, rgb))
+    def streams(self, start: float, stop: float, depth: bool = True, cameras: dict = CAMERAS, origin: float = T0,
+                pause: tuple | None = None) -> None:
+        """Free-running streams over [start, stop) seconds after ``origin``, as messages."""
+        for log_time, stream, stamp, value in free_running(origin, start, stop, cameras, depth, pause):
+            if stream in ("state", "action"):
+                topic = "/joint_states" if stream == "state" else "/arm/applied_command"
+                self.add(log_time, topic, "sensor_msgs/msg/JointState", self.joint_state(stamp, value))
+            elif stream == "depth/front":
+                self.add(log_time, "/front/depth/image_raw", "sensor_msgs/msg/Image", self.depth(stamp, value))
+            else:
+                topic = cameras[stream.split("/")[1]]["topic"]
+                if topic.endswith("compressed"):
+                    self.add(log_time, topic, "sensor_msgs/msg/CompressedImage", self.compressed(stamp, frame_image(value)))
                 else:
-                    self.add(stamp + cam["latency"], cam["topic"], "sensor_msgs/msg/Image", self.image(stamp, rgb))
-                if depth and name == "front":
-                    self.add(stamp + cam["latency"], "/front/depth/image_raw", "sensor_msgs/msg/Image",
-                             self.depth(stamp, n))
+                    self.add(log_time, topic, "sensor_msgs/msg/Image", self.image(stamp, frame_image(value)))
 
     def marker(self, at: float, word: str, topic: str = "/episode_marker") -> None:
         self.add(T0 + at, topic, "std_msgs/msg/String", self.string(word))
@@ -163,14 +193,23 @@ def test_round_trip_free_running_streams(tmp_path, storage):
     assert meta["extra"]["source"] == "rosbag" and meta["instruction"] == "put the cube on the grinning face"
     ep = store.read_episode(0)
     n = store.episode_length(0)
-    assert n >= 6.0 * RATE - 3, f"{n} steps from a 6 s bag at 30 Hz"  # only the edges may be short
 
-    # the grid starts at the first joint state (T0): step k's state is the joint sample nearest to
-    # T0 + k / 30, and no k is missing between the first and the last step
+    # every grid step from the first joint state (T0) to the bag's newest stamp is there: the
+    # wrist's first frame comes 30 ms after T0, so step 0 is warm-up (named), then none is missing
+    al = meta["extra"]["alignment"]
+    newest = max(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for *_, m in b.messages)  # the grid's end
+    assert al["warmup_steps"] == 1 and "images/wrist" in al["notes"][0]
+    assert (al["hole_steps"], al["trimmed_steps"], meta["hole_steps"]) == (0, 0, 0)
+    assert n == int((newest - T0) * RATE) + 1 - al["warmup_steps"] == meta["grid_steps"]
+    np.testing.assert_array_equal(ep["step_index"], np.arange(n))  # format 2: no jump, no hole
+    assert vla_data(["validate", str(out)]) == 0
+
+    # step k's state is the joint sample nearest to its grid time T0 + (k + warm-up) / 30
     state_t = ep["stamps/state"][:, 0]
-    k = np.round((state_t - T0) * RATE).astype(int)
-    np.testing.assert_array_equal(np.diff(k), 1)
-    grid = T0 + k / RATE
+    grid = al["grid_start"] + ep["step_index"] / RATE
+    assert al["grid_start"] == pytest.approx(T0 + al["warmup_steps"] / RATE)
+    for stream in ("state", "action", *(f"images/{c}" for c in CAMERAS), "depth/front"):
+        np.testing.assert_allclose(ep[f"skew/{stream}"], ep[f"stamps/{stream}"][:, 0] - grid, atol=1e-4)
     assert np.abs(state_t - grid).max() <= 0.5 / JOINT_HZ + 1e-6
     j = np.round((state_t - T0) * JOINT_HZ).astype(int)
     np.testing.assert_allclose(ep["state"][:, 0], j * 1e-3, atol=1e-6)  # the state stored is that sample's
@@ -198,6 +237,82 @@ def test_round_trip_free_running_streams(tmp_path, storage):
     np.testing.assert_array_equal(ep["depth/front"][:, 0, 0], 400 + depth_frames)
 
 
+RAW_CAMERAS = {  # both raw (the live feed gets the same pixels); the wrist runs fast, 30.03 fps
+    "front": {"fps": 29.97, "phase": 0.004, "topic": "/front/image_raw", "latency": 0.015},
+    "wrist": {"fps": 30.03, "phase": -0.011, "topic": "/wrist/image_raw", "latency": 0.020},
+}
+
+
+def test_a_bag_gives_the_store_the_live_recorder_writes_from_the_same_streams(tmp_path):
+    """The same free-running streams (cameras at 29.97 and 30.03 fps, joints at 100 Hz, the wrist
+    silent for 0.4 s mid-episode) go once into the live recorder (``EpisodeRecorder``, fed as the
+    node feeds it, started and saved on the stamp clock) and once into a bag with markers at the
+    operator's start and save. Both stores hold the same steps: same samples, stamps, skews,
+    step indices and hole."""
+    from vla_robot.data import CameraSpec, StoreSchema
+    from vla_robot.recorder.session import EpisodeRecorder
+
+    # host-clock stamps in the recent past, fed at once: the recorder never sees a stream silent
+    # for max_wait_s, so it decides each step as soon as every stream has a sample after it
+    origin = round(time.monotonic() - 6.0, 3)
+    # after 1.5 s of pre-roll (the recorder checks its clock); as the bag logs them (ns)
+    start, save = (round((origin + at) * 1e9) * 1e-9 for at in (1.5, 4.2))
+    events = sorted(free_running(origin, 0.0, 4.7, RAW_CAMERAS, pause=("wrist", 2.5, 2.9)), key=lambda e: e[0])
+    b = BagBuilder(tmp_path / "session")
+    b.streams(0.0, 4.7, cameras=RAW_CAMERAS, origin=origin, pause=("wrist", 2.5, 2.9))
+    b.add(start, "/episode_marker", "std_msgs/msg/String", b.string("start"))
+    b.add(save, "/episode_marker", "std_msgs/msg/String", b.string("success"))
+    b.close()
+    cameras = {n: {"topic": c["topic"]} for n, c in RAW_CAMERAS.items()}
+    cameras["front"]["depth"] = "/front/depth/image_raw"
+    mapping = BagMapping.from_dict(mapping_dict(cameras=cameras, episodes={"split": "marker",
+                                                                           "marker_topic": "/episode_marker"}))
+    report = BagImporter(mapping, str(tmp_path / "bag.zarr"), progress=False).run([tmp_path / "session"])
+    assert report.ok and len(report.saved) == 1
+
+    schema = StoreSchema(robot="widowx250", joint_names=NAMES, control_rate_hz=RATE,
+                         action_space={"type": "joint_position", "names": list(NAMES)},
+                         cameras=[CameraSpec("front", W, H, encoding="png", depth=True),
+                                  CameraSpec("wrist", W, H, encoding="png")], state_dim=7, action_dim=7)
+    rec = EpisodeRecorder(EpisodeStore.create(str(tmp_path / "live.zarr"), schema), ("front", "wrist"), RATE,
+                          max_wait_s=30.0, depth_cameras=("front",), robot="widowx250")
+    rec.set_instruction("put the cube on the grinning face")
+    deadline = None
+    for receive, stream, stamp, value in events:
+        if receive >= start and not rec.recording and deadline is None:
+            rec.start(clock_now=start)
+        if receive >= save and deadline is None:
+            deadline = rec.begin_save(clock_now=save)  # frames in transit still arrive after the save
+        if stream in ("state", "action"):
+            (rec.add_state if stream == "state" else rec.add_action)(stamp, value.astype(np.float32), receive)
+        elif stream == "depth/front":
+            rec.add_depth("front", stamp, np.full((H, W), 400 + value, np.uint16), receive)
+        else:
+            rec.add_image(stream.split("/")[1], stamp, frame_image(value), receive)
+    while not rec.save_ready(deadline):
+        time.sleep(0.01)
+    rec.finish_save(True)
+    rec.close()
+
+    live, imported = EpisodeStore.open(tmp_path / "live.zarr"), EpisodeStore.open(tmp_path / "bag.zarr")
+    a, b_ = live.read_episode(0), imported.read_episode(0)
+    assert set(a) == set(b_)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b_[key], err_msg=key)
+    la, lb = (s.episode_meta(0)["extra"]["alignment"] for s in (live, imported))
+    for key in ("grid_start", "grid_steps", "warmup_steps", "hole_steps", "holes", "trimmed_steps", "max_skew_s",
+                "skew"):
+        assert la[key] == lb[key], key
+    # and what they hold is right: the grid runs start -> save, the wrist's pause is one marked hole
+    n_grid = int(round((save - start) * RATE)) + 1
+    assert la["grid_start"] == pytest.approx(start, abs=1e-9) and la["grid_steps"] == n_grid
+    (hole,) = lb["holes"]
+    assert hole["streams"] == ["images/wrist"] and 9 <= hole["length"] <= 12  # 0.4 s at 30 Hz, edges within a period
+    assert len(b_["step_index"]) == n_grid - hole["length"] and np.diff(b_["step_index"]).max() == hole["length"] + 1
+    for name, cam in RAW_CAMERAS.items():
+        assert np.abs(b_[f"skew/images/{name}"]).max() <= 0.5 / cam["fps"]
+
+
 def test_episodes_cut_by_markers_with_labels_and_discards(tmp_path):
     b = bag(tmp_path, "markers")
     for at, word in [(0.5, "start"), (2.5, "success"), (3.0, "start"), (4.0, "discard"), (4.5, "START"),
@@ -211,9 +326,14 @@ def test_episodes_cut_by_markers_with_labels_and_discards(tmp_path):
     assert [e["reason"] for e in report.discarded] == ["discard marker"]
     store = EpisodeStore.open(tmp_path / "s.zarr")
     assert [store.episode_meta(i)["success"] for i in range(2)] == [True, False]
-    assert abs(store.episode_length(0) - 2.0 * RATE) <= 2 and abs(store.episode_length(1) - 1.3 * RATE) <= 2
-    first = store.read("stamps/state", 0)[0, 0] - T0
-    assert 0.5 <= first < 0.5 + 2 / RATE  # the episode starts at the marker, not at the bag's start
+    # the streams are stamped on the bag's clock: each grid runs from its start marker to its save
+    # marker, as the recorder's runs from the operator's start to the save (every step stored)
+    for i, (begin, end) in enumerate([(0.5, 2.5), (4.5, 5.8)]):
+        al = store.episode_meta(i)["extra"]["alignment"]
+        assert al["grid_start"] == pytest.approx(T0 + begin, abs=1e-6)
+        assert store.episode_length(i) == al["grid_steps"] == round((end - begin) * RATE) + 1
+        assert al["warmup_steps"] == al["hole_steps"] == al["trimmed_steps"] == 0
+        assert al["requested_s"] == pytest.approx(end - begin, abs=1e-6)
 
 
 def test_episodes_cut_by_instruction_topic_and_by_time_gaps(tmp_path):

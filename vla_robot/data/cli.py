@@ -196,7 +196,11 @@ ROSBAG_EPILOG = """mapping file (YAML), e.g.:
   stamps: header          # header (as the recorder aligns) | receive (the bag's log time)
   types: {my_msgs/msg/Marker: msg/Marker.msg}      # definitions a bag lacks
 
-Streams are aligned by the recorder's own aligner, replayed in bag time. Exit status 1 when a bag
+  max_skew_s: 0.05        # optional, as the recorder's parameters of the same name
+  max_wait_s: 1.0
+
+Streams are aligned by the recorder's own code (align_samples): markers are the operator's start and
+save, and a bag gives the store a live recording of the same streams gives. Exit status 1 when a bag
 or an episode was corrupt (it is named; every good episode is kept), 2 on a mapping or bag error
 (nothing written)."""
 

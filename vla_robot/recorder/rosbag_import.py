@@ -1,16 +1,24 @@
-"""ROS 2 bags (mcap, sqlite3) into the episode store, aligned by the recorder's own aligner.
+"""ROS 2 bags (mcap, sqlite3) into the episode store, aligned by the recorder's own code.
 
-Why replay in bag time: a bag keeps, for every message, its header stamp and the time the
-recorder that wrote the bag received it (the log time). Feeding the recorder's
-``StreamAligner`` the same (stamp, receive) pairs, and polling it at each message's log time,
-makes the offline import take the decisions a live recorder would have taken on the same
-streams: same grid, same tolerance, same waiting for late streams, same gaps. Bags are read
-with ``rosbags`` (pure Python, no ROS install); messages are decoded by the same functions the
-recorder node uses (``vla_robot.ros.decode``).
+A bag and a live recording of the same streams give the same store: the import aligns with
+``align_samples`` (the offline form of the recorder's ``StreamAligner``), places each episode's
+grid where the recorder would (rosbag_cuts.py: markers are the operator's start and save), and
+writes steps and episode metadata with the recorder's own ``store_record`` functions (format 2:
+``step_index``, per-stream ``skew``, marked holes, ``extra.alignment``). Messages are decoded by
+the functions the recorder node uses (``vla_robot.ros.decode``); a malformed one is skipped and
+counted, as live. Bags are read with ``rosbags`` (pure Python, no ROS install).
 
-A corrupt bag (unreadable, truncated, undecodable messages) never takes the good ones with
-it: each episode is committed as soon as it ends, the bad episode is discarded and named in
-the report, and the import goes on with the next bag.
+Two passes per bag: the first decodes and checks every message, keeps joint vectors and only the
+position of each camera frame, and finds the episodes; ``align_samples`` then picks the steps;
+the second pass decodes just the frames those steps use and writes them in order. Memory grows
+with the number of messages, not their size: ~0.34 kB per joint sample and ~0.2 kB per frame
+(tracemalloc), ~0.2 GB for an hour of joints at 100 Hz, actions at 30 Hz and two cameras with
+depth, whatever the resolution. Compressed frames are decoded twice (checked in the first pass as
+the recorder checks them).
+
+A corrupt bag (unreadable, truncated, undecodable messages) never takes the good ones with it:
+the episodes that ended before the damage are committed, the one it falls in is named in the
+report and discarded, and the import goes on with the next bag.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_robot.recorder.aligner import AlignedStep, AlignerConfig, StreamAligner
-from vla_robot.recorder.rosbag_mapping import MARKERS, BagMapping, MappingError
+from vla_robot.recorder.aligner import AlignedStep, AlignerConfig, Alignment, Sample, align_samples
+from vla_robot.recorder.rosbag_cuts import BagCuts, Cut, CutError, Ref
+from vla_robot.recorder.rosbag_mapping import BagMapping, MappingError
+from vla_robot.recorder.store_record import alignment_report, commit_meta, step_record
 
 log = logging.getLogger("vla_robot.rosbag")
 
@@ -49,22 +59,64 @@ class ImportReport:
         return not self.failed
 
 
-def step_frame(step: AlignedStep, cameras: tuple[str, ...], depth_cameras: tuple[str, ...]) -> dict:
-    """One aligned step as ``EpisodeWriter.append`` takes it (what the recorder's writer thread writes)."""
-    s = step.samples
-    return {
-        "state": s["state"].value,
-        "action": s["action"].value,
-        "images": {c: s[f"images/{c}"].value for c in cameras},
-        "depth": {c: s[f"depth/{c}"].value for c in depth_cameras},
-        "stamp": s["state"].stamp,
-        "receive_stamp": s["state"].receive,
-        "stamps": {
-            "action": (s["action"].stamp, s["action"].receive),
-            **{f"images/{c}": (s[f"images/{c}"].stamp, s[f"images/{c}"].receive) for c in cameras},
-            **{f"depth/{c}": (s[f"depth/{c}"].stamp, s[f"depth/{c}"].receive) for c in depth_cameras},
-        },
-    }
+class _Progress:
+    """One bag's share of the progress bar (two passes over its messages; the second may stop early)."""
+
+    def __init__(self, bar, total: int):
+        self.bar, self.left = bar, total
+
+    def step(self) -> None:
+        if self.bar is not None and self.left > 0:
+            self.bar.update(1)
+            self.left -= 1
+
+    def finish(self) -> None:
+        if self.bar is not None and self.left > 0:
+            self.bar.update(self.left)
+        self.left = 0
+
+
+@dataclass
+class _Job:
+    """An aligned episode being written in the second pass."""
+
+    cut: Cut
+    entry: dict
+    alignment: Alignment
+    requested: float | None  # operator's start -> save (markers), seconds
+    writer: object = None
+    written: int = 0
+
+    def write_ready(self, importer: "BagImporter", frames: dict[int, object], uses: dict[int, int]) -> bool:
+        """Write every step whose frames are decoded; True once all are written."""
+        steps = self.alignment.steps
+        while self.written < len(steps):
+            step = steps[self.written]
+            refs = [smp.value for smp in step.samples.values()]
+            if any(r.value is None and r.seq not in frames for r in refs):
+                return False
+            if self.writer is None:
+                self.writer = importer.store.begin_episode(
+                    self.cut.instruction, operator=importer.mapping.operator,
+                    extra={"source": "rosbag", "bag": Path(self.entry["bag"]).name, "bag_time": self.cut.begin})
+            samples = {name: Sample(smp.stamp, smp.value.receive,
+                                    smp.value.value if smp.value.value is not None else frames[smp.value.seq])
+                       for name, smp in step.samples.items()}
+            self.writer.append(step_record(AlignedStep(step.index, step.grid_time, samples, step.skew),
+                                           importer.cameras, importer.depth_cameras))
+            for r in refs:
+                if r.value is None:
+                    uses[r.seq] -= 1
+                    if not uses[r.seq]:
+                        del uses[r.seq]
+                        frames.pop(r.seq, None)
+            self.written += 1
+        return True
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()
+            self.writer = None
 
 
 def _typestore(mapping: BagMapping, reader):
@@ -109,6 +161,10 @@ class BagImporter:
         self.cameras = tuple(mapping.cameras)
         self.depth_cameras = tuple(c for c, t in mapping.cameras.items() if t.depth)
         self.roles = self._roles()
+        self.streams = ("state", "action", *(f"images/{c}" for c in self.cameras),
+                        *(f"depth/{c}" for c in self.depth_cameras))
+        self.config = AlignerConfig(mapping.control_rate_hz, self.streams, max_skew_s=mapping.max_skew_s,
+                                    max_wait_s=mapping.max_wait_s)
         self.report = ImportReport(rejected={r: 0 for r in self.roles.values()})
         self.store = None
 
@@ -165,7 +221,7 @@ class BagImporter:
                     problems.append(f"{where[topic]}: {msgtype} has no field {name!r} (fields: {have}); set "
                                     f"episodes.{role}_field")
         if problems:
-            raise BagError(f"{bag}: " + "; ".join(problems) + f". The bag has: "
+            raise BagError(f"{bag}: " + "; ".join(problems) + ". The bag has: "
                            + ", ".join(f"{t} ({ty})" for t, ty in sorted(topics.items())))
         return {t: topics[t] for t in self.roles}
 
@@ -217,7 +273,8 @@ class BagImporter:
                                           joint_positions_from_msg, targets_from_trajectory)
 
         if role == "state":
-            return joint_positions_from_msg(msg, self.names).astype(np.float32)
+            # extra joints (xs_sdk's fingers) are ignored, as the recorder node ignores them
+            return joint_positions_from_msg(msg, self.names, allow_extra=True).astype(np.float32)
         if role == "action":
             parse = targets_from_trajectory if msgtype == TRAJECTORY else joint_positions_from_msg
             return parse(msg, self.names).astype(np.float32)
@@ -226,6 +283,7 @@ class BagImporter:
         if role.startswith("depth/"):
             return depth_from_msg(msg)
         return msg.data  # marker, instruction: std_msgs/String
+
 
     # -- import ------------------------------------------------------------------------------
     def run(self, bags: list[str | Path]) -> ImportReport:
@@ -246,21 +304,18 @@ class BagImporter:
             try:
                 typestore = _typestore(self.mapping, reader)
                 types = self.check(bag, reader, typestore)
+                count = sum(c.msgcount for c in reader.connections if c.topic in self.roles)
             finally:
                 reader.close()
-            readable.append((bag, typestore, types))
-        total = 0
-        for bag, _, _ in readable:
-            with Reader(bag) as reader:
-                total += sum(c.msgcount for c in reader.connections if c.topic in self.roles)
+            readable.append((bag, typestore, types, count))
         bar = None
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, desc="from-rosbag", unit="msg")
+            bar = tqdm(total=2 * sum(r[3] for r in readable), desc="from-rosbag", unit="msg")
         try:
-            for bag, typestore, types in readable:
-                self._import_bag(bag, typestore, types, bar)
+            for bag, typestore, types, count in readable:
+                self._import_bag(bag, typestore, types, _Progress(bar, 2 * count))
         finally:
             if bar is not None:
                 bar.close()
@@ -268,137 +323,129 @@ class BagImporter:
                 self.store.close()
         return self.report
 
-    def _import_bag(self, bag: Path, typestore, types: dict[str, str], bar) -> None:
+    def _import_bag(self, bag: Path, typestore, types: dict[str, str], progress: _Progress) -> None:
+        cuts = self._scan(bag, typestore, types, progress)
+        jobs = []
+        on_clock = cuts.on_log_clock(self.config.max_lag_s)
+        for cut in cuts.cuts:
+            entry = {"bag": str(bag), "bag_time": cut.begin, "instruction": cut.instruction}
+            if cut.failed:
+                self.report.failed.append({"bag": str(bag), "episode": cut.begin, "reason": cut.failed})
+                log.error("%s: %s; the episode starting at %.3f was discarded", bag, cut.failed, cut.begin)
+                continue
+            if cut.verdict == "discard":
+                reason = "a new start marker came before it ended" if cut.begin in cuts.discarded_starts \
+                    else "discard marker"
+                self.report.discarded.append({**entry, "steps": 0, "reason": reason})
+                continue
+            window = cuts.window(cut, on_clock)
+            alignment = None
+            if window is not None:
+                start, end = window
+                samples = cuts.episode_samples(start, end, self.config.period, self.config.max_lag_s)
+                alignment = align_samples(samples, self.config, start=start, end=end)
+            if alignment is None or not alignment.steps:
+                waited = ", ".join(alignment.stats.warmup_streams) if alignment else "state"
+                self.report.discarded.append({**entry, "steps": 0, "reason": (
+                    f"no aligned frames (no step had a sample of every stream; waited for: {waited})")})
+                continue
+            requested = (cut.end - cut.begin) if cut.operator and cut.end is not None else None
+            jobs.append(_Job(cut, entry, alignment, requested))
+        if jobs:
+            self._write(bag, typestore, types, jobs, progress)
+        progress.finish()
+
+    def _scan(self, bag: Path, typestore, types: dict[str, str], progress: _Progress) -> BagCuts:
+        """First pass: every usable sample and the episode cuts; a corrupt stretch fails the episode it is in."""
         from rosbags.rosbag2 import Reader
 
+        from vla_robot.ros.decode import MessageError
+
         m = self.mapping
-        episode = _Episode(self, bag)
+        cuts = BagCuts(m, self.streams, name=bag.name)
         try:
             with Reader(bag) as reader:
-                if self.store is None:
-                    self.store = self._open_store(reader, typestore)
                 conns = [c for c in reader.connections if c.topic in self.roles]
-                last_state_log = None
-                for conn, log_ns, raw in reader.messages(connections=conns):
-                    if bar is not None:
-                        bar.update(1)
+                for seq, (conn, log_ns, raw) in enumerate(reader.messages(connections=conns)):
+                    progress.step()
                     role, receive = self.roles[conn.topic], log_ns * 1e-9
-                    if role == "marker":
-                        msg = typestore.deserialize_cdr(raw, conn.msgtype)
-                        episode.marker(str(getattr(msg, m.episodes.marker_field)).strip().lower(), receive)
-                        continue
-                    if role == "instruction":
-                        msg = typestore.deserialize_cdr(raw, conn.msgtype)
-                        text = str(getattr(msg, m.episodes.instruction_field)).strip()
-                        if m.episodes.split == "instruction":
-                            episode.end(m.episodes.success)
-                            episode.instruction = text
-                            episode.begin(receive)
-                        else:
-                            episode.instruction = text
-                        continue
-                    if role == "state":
-                        if m.episodes.split == "gap" and last_state_log is not None \
-                                and receive - last_state_log > m.episodes.gap_s:
-                            episode.end(m.episodes.success)
-                        last_state_log = receive
-                        if m.episodes.split in ("bag", "gap") and not episode.open:
-                            episode.begin(receive)
-                    if not episode.open or role.startswith("info/"):
+                    cuts.seen(receive)
+                    if role.startswith("info/"):
                         continue
                     msg = typestore.deserialize_cdr(raw, conn.msgtype)
+                    if role == "marker":
+                        cuts.marker(str(getattr(msg, m.episodes.marker_field)).strip().lower(), receive)
+                        continue
+                    if role == "instruction":
+                        cuts.instruction_message(str(getattr(msg, m.episodes.instruction_field)).strip(), receive)
+                        continue
                     try:
                         value = self._decode(role, msg, types[conn.topic])
-                    except ValueError as exc:  # MessageError: skipped and counted, as the live recorder does
+                    except MessageError as exc:  # skipped and counted, as the live recorder does
                         self.report.rejected[role] += 1
                         log.warning("%s: %s at %.3f rejected: %s", bag.name, conn.topic, receive, exc)
                         continue
                     stamp = receive if m.stamps == "receive" else msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-                    episode.add(role, stamp, value, receive)
-            episode.end(m.episodes.success)
-        except (BagError, MappingError):
-            episode.abandon(None)
+                    small = role in ("state", "action")  # joint vectors stay; frames are decoded again when written
+                    cuts.add(role, stamp, Ref(seq, receive, value if small else None))
+            cuts.finish()
+        except (BagError, MappingError, CutError):
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt bag: the running episode is named and dropped
-            episode.abandon(f"{type(exc).__name__}: {exc}")
+            if cuts.fail(f"{type(exc).__name__}: {exc}") is None:
+                self.report.failed.append({"bag": str(bag), "episode": None, "reason": f"{type(exc).__name__}: {exc}"})
+                log.error("%s: %s; no episode was running", bag, exc)
+        return cuts
 
+    def _write(self, bag: Path, typestore, types: dict[str, str], jobs: list[_Job], progress: _Progress) -> None:
+        """Second pass: decode the frames the aligned steps use, write the steps in order, commit each episode."""
+        from rosbags.rosbag2 import Reader
 
-class _Episode:
-    """The episode being cut out of one bag: its aligner and its store writer."""
+        uses: dict[int, int] = {}  # bag position -> steps still to write that use the frame there
+        for job in jobs:
+            for step in job.alignment.steps:
+                for name, smp in step.samples.items():
+                    if smp.value.value is None:
+                        uses[smp.value.seq] = uses.get(smp.value.seq, 0) + 1
+        frames: dict[int, object] = {}
+        pending = list(jobs)
+        if self.store is None:  # a store that does not fit these bags is an error before anything is written
+            with Reader(bag) as reader:
+                self.store = self._open_store(reader, typestore)
+        try:
+            with Reader(bag) as reader:
+                conns = [c for c in reader.connections if c.topic in self.roles]
+                for seq, (conn, _, raw) in enumerate(reader.messages(connections=conns)):
+                    progress.step()
+                    if seq in uses:
+                        msg = typestore.deserialize_cdr(raw, conn.msgtype)
+                        frames[seq] = self._decode(self.roles[conn.topic], msg, types[conn.topic])
+                    while pending and pending[0].write_ready(self, frames, uses):
+                        self._commit(pending[0])
+                        pending.pop(0)
+                    if not pending:
+                        break
+            if pending:
+                raise EOFError(f"the bag ended before the frames of step {pending[0].written} of the episode")
+        except Exception as exc:  # noqa: BLE001 - the bag changed or broke between the passes, or a commit failed
+            for failed in pending:
+                failed.abandon()
+                self.report.failed.append({"bag": str(bag), "episode": failed.cut.begin,
+                                           "reason": f"{type(exc).__name__}: {exc}"})
+            log.error("%s: %s; %d episode(s) from %.3f on were discarded", bag, exc, len(pending),
+                      pending[0].cut.begin if pending else 0.0)
 
-    def __init__(self, importer: BagImporter, bag: Path):
-        self.importer = importer
-        self.bag = bag
-        m = importer.mapping
-        streams = ("state", "action", *(f"images/{c}" for c in importer.cameras),
-                   *(f"depth/{c}" for c in importer.depth_cameras))
-        self.aligner = StreamAligner(AlignerConfig(m.control_rate_hz, streams, tolerance_s=m.tolerance_s,
-                                                   max_wait_s=m.max_wait_s))
-        self.instruction = m.instruction
-        self.writer = None
-        self.start = None
-
-    @property
-    def open(self) -> bool:
-        return self.writer is not None
-
-    def begin(self, receive: float) -> None:
-        if self.open:
-            return
-        if not self.instruction:
-            raise MappingError("no instruction for the episode: set `instruction:` in the mapping or name "
-                               "episodes.instruction_topic")
-        imp = self.importer
-        self.aligner.reset()
-        self.start = receive
-        self.writer = imp.store.begin_episode(self.instruction, operator=imp.mapping.operator,
-                                              extra={"source": "rosbag", "bag": self.bag.name, "bag_time": receive})
-
-    def add(self, role: str, stamp: float, value, receive: float) -> None:
-        self.aligner.add(role, stamp, value, receive)
-        self._write(self.aligner.poll(now=receive))
-
-    def _write(self, steps) -> None:
-        imp = self.importer
-        for step in steps:
-            self.writer.append(step_frame(step, imp.cameras, imp.depth_cameras))
-
-    def marker(self, word: str, receive: float) -> None:
-        if word not in MARKERS:
-            raise BagError(f"{self.bag}: marker {word!r} at {receive:.3f} is not one of {list(MARKERS)}")
-        verdict = MARKERS[word]
-        if verdict is None:  # start
-            if self.open:
-                log.warning("%s: 'start' at %.3f while an episode runs: the running one is discarded", self.bag.name,
-                            receive)
-                self.end("discard")
-            self.begin(receive)
-        elif self.open:
-            self.end(self.importer.mapping.episodes.success if verdict == "default" else verdict)
-
-    def end(self, verdict) -> None:
-        """Close the running episode: ``True``/``False`` commit with that label, ``"discard"`` drops it."""
-        if not self.open:
-            return
-        self._write(self.aligner.flush())
-        writer, self.writer = self.writer, None
-        imp, stats = self.importer, self.aligner.stats
-        entry = {"bag": str(self.bag), "bag_time": self.start, "steps": writer.num_frames,
-                 "instruction": writer.meta["instruction"], "dropped_steps": stats.dropped_steps}
-        if verdict == "discard" or writer.num_frames == 0:
-            writer.discard()
-            imp.report.discarded.append({**entry, "reason": "discard marker" if verdict == "discard"
-                                         else "no aligned frames (are all streams in this stretch of the bag?)"})
-            return
-        entry["index"] = writer.commit(success=bool(verdict), gaps=dict(stats.gaps), dropped_steps=stats.dropped_steps)
-        entry["success"] = bool(verdict)
-        imp.report.saved.append(entry)
-
-    def abandon(self, reason: str | None) -> None:
-        if self.open:
-            writer, self.writer = self.writer, None
-            writer.discard()
-        if reason is not None:
-            self.importer.report.failed.append({"bag": str(self.bag), "episode": self.start, "reason": reason})
-            log.error("%s: %s; %s", self.bag, reason, "the episode starting at "
-                      f"{self.start:.3f} was discarded" if self.start is not None else "no episode was running")
+    def _commit(self, job: _Job) -> None:
+        steps = job.alignment.steps
+        skews = {s: [step.skew[s] for step in steps] for s in self.streams}
+        requested = job.requested if job.requested is not None else \
+            (job.alignment.stats.steps + job.alignment.stats.hole_steps + job.alignment.stats.warmup_steps
+             + job.alignment.stats.trimmed_steps) * self.config.period
+        alignment = alignment_report(job.alignment.stats, control_rate_hz=self.config.control_rate_hz,
+                                     grid_start=job.alignment.grid_start, requested_s=requested,
+                                     max_skew_s=job.alignment.max_skew_s,
+                                     skews=skews)
+        success = bool(job.cut.verdict)
+        index = job.writer.commit(success=success, **commit_meta(job.alignment.stats, alignment))
+        self.report.saved.append({**job.entry, "index": index, "success": success, "steps": job.writer.num_frames,
+                                  "dropped_steps": alignment["hole_steps"], "notes": alignment["notes"]})

@@ -113,8 +113,8 @@ class BagMapping:
     episodes: EpisodeSplit = field(default_factory=EpisodeSplit)
     instruction: str = ""  # used when no instruction topic has spoken yet
     stamps: str = "header"  # header: the messages' own stamps (as the recorder aligns) | receive: the bag's log time
-    tolerance_s: float | None = None  # aligner settings, as the recorder node's parameters
-    max_wait_s: float = 0.5
+    max_skew_s: float | None = None  # aligner settings, as the recorder node's (None: its per-stream default)
+    max_wait_s: float = 1.0
     encoding: str = "jpeg"
     quality: int = 90
     operator: str = ""
@@ -146,8 +146,11 @@ class BagMapping:
             raise MappingError(f"encoding: {self.encoding!r} unknown; choose one of {IMAGE_FORMATS}")
         if not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
             raise MappingError(f"quality must be an integer in 1..100, got {self.quality!r}")
-        if self.tolerance_s is not None and not 0 < self.tolerance_s <= 0.5 / self.control_rate_hz:
-            raise MappingError(f"tolerance_s must be in (0, {0.5 / self.control_rate_hz:g}] (half a control period)")
+        if self.max_skew_s is not None and (not isinstance(self.max_skew_s, (int, float)) or self.max_skew_s <= 0):
+            raise MappingError(f"max_skew_s must be a positive number of seconds (or left out: one control period or "
+                               f"1.5 sample intervals per stream), got {self.max_skew_s!r}")
+        if not isinstance(self.max_wait_s, (int, float)) or self.max_wait_s < 0:
+            raise MappingError(f"max_wait_s must be >= 0 seconds, got {self.max_wait_s!r}")
 
     def topics(self) -> dict[str, str]:
         """Every topic the import reads, keyed by where the mapping names it."""
