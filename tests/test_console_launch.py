@@ -1,34 +1,33 @@
-"""The recording console under `ros2 launch`: collect.launch.py robot:=sim brought up as separate
-processes from a colcon install (tests/process_launch.py), driven over HTTP as a page would."""
+"""The recording console under `ros2 launch`: collect.launch.py robot:=sim (the real-time twin,
+the arm on the twin's servo bus) brought up as separate processes from a colcon install
+(tests/process_launch.py), driven over HTTP exactly as the page drives it."""
 
 import json
+import os
 import re
 import time
 
+import numpy as np
 import pytest
+from process_launch import RosClient
 from test_console_server import control, request
 
 pytestmark = pytest.mark.ros
+TICK_RAD = 2 * np.pi / 4096  # a Dynamixel X-series servo reads 4096 ticks per turn; the twin's bus reports ticks too
 
 
-class TwinArmRenamedUnderLaunch(AssertionError):
-    """The one failure expected until twin_node keeps its arm node's name under ros2 launch."""
+def test_collect_launch_serves_the_console_that_records_stops_the_arm_and_reports_a_lost_camera(tmp_path,
+                                                                                                 process_launch):
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+    from std_srvs.srv import SetBool
 
-
-@pytest.mark.xfail(strict=True, raises=TwinArmRenamedUnderLaunch,
-                   reason="collect.launch.py robot:=sim starts twin_node with `-r __node:=twin`, which renames every node "
-                          "in that process, the arm included: /arm/estop, /arm/reset and /arm/applied_command become "
-                          "/twin/...; the console's e-stop cannot reach the arm, the recorder's auto-reset cannot reset "
-                          "it, and with the default action_source:=arm nothing is recorded (0 frames, 890 warm-up steps). For helper A "
-                          "(twin_node under launch); strict: remove this mark when it is fixed")
-def test_collect_launch_serves_the_console_and_records_through_it(tmp_path, process_launch):
     from vla_robot.data import EpisodeStore
 
     store = tmp_path / "demos.zarr"
-    # action_source:=teleop records (and plots) the teleop's joint_trajectory: the arm's own topics are
-    # misnamed under launch today (see the xfail reason); the e-stop at the end still needs /arm/estop
     nodes = process_launch.launch("collect", {"robot": "sim", "store": str(store), "console_port": "0",
-                                              "preview_path": "", "action_source": "teleop"})
+                                              "preview_path": "", "twin_name": f"console{os.getpid()}",
+                                              "size": "64x64"})
     assert [n.node.executable for n in nodes][-2:] == ["recorder_node", "console_node"]
     console = process_launch.process("console")
     deadline = time.monotonic() + 90
@@ -46,19 +45,67 @@ def test_collect_launch_serves_the_console_and_records_through_it(tmp_path, proc
             assert time.monotonic() < end, f"timed out waiting for {what}: {status()}"
             time.sleep(0.2)
 
-    wait(lambda s: s["recorder"]["reachable"] and s["recorder"].get("instruction"), "the recorder and its instruction")
-    wait(lambda s: all(v["hz"] > 0 for v in s["streams"].values()), "every stream to reach the console")
-    assert control(port, "start")[0] == 200
-    wait(lambda s: s["recorder"].get("frames", 0) >= 10, "10 recorded steps")
-    status_code, _, body = control(port, "save_success")
-    assert status_code == 200 and "saved (success=True)" in json.loads(body)["message"]
-    episodes = json.loads(request(port, "GET", "/api/episodes")[2])["episodes"]
-    assert [(e["index"], e["label"]) for e in episodes] == [(0, "success")] and episodes[0]["steps"] >= 10
-    assert request(port, "GET", "/api/episodes/0/thumbnail.jpg")[0] == 200
-    status_code, _, estop = request(port, "POST", "/api/estop", {"X-VLA-Console": "1"}, body={})
-    process_launch.assert_alive()
-    process_launch.shutdown()
-    assert EpisodeStore.open(store).num_episodes == 1
-    if status_code != 200:  # the twin's arm answers the e-stop
-        raise TwinArmRenamedUnderLaunch(f"e-stop: HTTP {status_code} {json.loads(estop)['message']}")
-    assert "e-stop" in json.loads(estop)["message"]
+    def post(path, body=None):
+        code, _, answer = request(port, "POST", path, {"X-VLA-Console": "1"}, body=body or {})
+        return code, json.loads(answer)["message"]
+
+    with RosClient() as ros:
+        joints = ros.subscribe(JointState, "/joint_states", qos_profile_sensor_data)  # the test's own view of the arm
+
+        def travel(seconds: float) -> float:
+            """Largest joint range over the next ``seconds`` of the arm's own joint states."""
+            n = len(joints)
+            time.sleep(seconds)
+            q = np.array([m.position for _, m in joints[n:]])
+            assert len(q) > 10 * seconds, f"only {len(q)} joint states in {seconds} s"
+            return float(np.ptp(q, axis=0).max())
+
+        wait(lambda s: s["recorder"]["reachable"] and s["recorder"].get("instruction") and s["arm"]["reachable"],
+             "the recorder, its instruction and the arm's diagnostics")
+        wait(lambda s: all(v["alive"] for k, v in s["recorder"]["streams"].items() if k != "action"),
+             "joint states and cameras at the recorder (the arm echoes actions once the teleop commands)")
+        assert status()["arm"]["state"] == "following"
+        assert control(port, "start")[0] == 200
+        assert ros.call(SetBool, "/teleop/enable", data=True).success  # the operator's hands: the expert drives
+        wait(lambda s: s["recorder"].get("frames", 0) >= 20, "20 recorded steps")
+        assert travel(1.0) > 0.01, "the expert is not moving the arm: the hold check would prove nothing"
+
+        # the page's e-stop: a controlled stop on the twin's servo bus, latched, shown on every page
+        code, message = post("/api/estop")
+        assert code == 200 and "e-stop latched" in message, message
+        time.sleep(0.5)  # it decelerates within its limits first
+        drift = travel(1.5)
+        # the servos report whole ticks (2 pi / 4096 rad): a held joint reads within a tick either side
+        # (measured: 0.00153 rad, one tick, in two runs; < 1 mm at the gripper)
+        assert drift <= 2 * TICK_RAD + 1e-9, \
+            f"the arm moved {drift:.4f} rad while the e-stop was latched (the teleop still commands)"
+        wait(lambda s: s["arm"]["estopped"] and s["arm"]["latched"] and s["arm"]["level"] == "ERROR",
+             "the latched e-stop in the page's status", timeout_s=10)
+        assert post("/api/arm/resume")[0] == 400  # resuming needs an explicit confirmation
+        code, message = post("/api/arm/resume", {"confirm": True})
+        assert code == 200 and "following commands" in message, message
+        assert travel(1.5) > 0.01, "the expert's commands do not move the arm after release and start"
+        wait(lambda s: not s["arm"]["estopped"] and s["arm"]["state"] == "following", "the page to see it resumed")
+
+        code, _, body = control(port, "save_success")
+        assert code == 200 and "saved (success=True)" in json.loads(body)["message"], body
+        assert ros.call(SetBool, "/teleop/enable", data=False).success
+        wait(lambda s: s["store"]["episodes"] == 1, "the saved episode in the store", timeout_s=10)
+        episodes = json.loads(request(port, "GET", "/api/episodes")[2])["episodes"]
+        assert [(e["index"], e["label"]) for e in episodes] == [(0, "success")] and episodes[0]["steps"] >= 20
+        assert request(port, "GET", "/api/episodes/0/thumbnail.jpg")[0] == 200
+
+        # a camera unplugged mid-episode: the recorder's ERROR, naming it, is what the page shows
+        wait(lambda s: s["recorder"]["state"] == "idle" and s["recorder"]["level"] != "ERROR", "idle after the save")
+        assert control(port, "start")[0] == 200
+        ok, reason = ros.set_parameter("/arm", "twin_fault", json.dumps({"kind": "camera_unplug", "camera": "wrist"}))
+        assert ok, reason
+        wait(lambda s: s["recorder"]["level"] == "ERROR" and any("images/wrist" in p for p in s["recorder"]["problems"])
+             and not s["recorder"]["streams"]["images/wrist"]["alive"], "the recorder's ERROR for the wrist camera",
+             timeout_s=20)
+        assert control(port, "discard")[0] == 200
+        process_launch.assert_alive()
+    codes = process_launch.shutdown()
+    assert all(code == 0 for code in codes.values()), codes
+    saved = EpisodeStore.open(store)
+    assert saved.num_episodes == 1 and saved.episode_meta(0)["success"]

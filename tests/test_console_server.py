@@ -267,6 +267,67 @@ def test_instruction_and_episode_control_go_through_the_recorder_services(stack)
     assert status == 409 and "no aligned frames" in json.loads(body)["message"]
     assert not recorder.recorder.recording
     status, _, body = request(port, "POST", "/api/estop", {"X-VLA-Console": "1"}, body={})
-    assert status == 409 and "/arm/estop is not available" in json.loads(body)["message"]  # no arm here: said so
+    message = json.loads(body)["message"]  # no arm here: said so, and the topic went out unconfirmed
+    assert status == 409 and "/arm/estop is not available" in message and "published on /estop" in message
     events = json.loads(request(port, "GET", "/api/status")[2])["events"]
     assert [e["action"] for e in events][-4:] == ["toggle", "rerecord", "toggle", "estop"]
+
+
+def test_the_pages_estop_latches_the_arm_every_page_sees_it_and_only_a_confirmed_resume_moves_it(composed):
+    """The console and an arm node (the WidowX driver on a byte-level virtual bus) over DDS."""
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from test_arm_node_safety import drive_to
+
+    from vla_robot.robots.virtual_servos import virtual_chain
+    from vla_robot.robots.widowx import WidowX250, WidowXConfig
+    from vla_robot.ros.arm_node import ArmNode
+    from vla_robot.ros.console_node import ConsoleNode
+    from vla_robot.ros.conversions import joint_state_msg
+    from vla_robot.ros.qos import COMMAND_QOS
+
+    chain = virtual_chain("dynamixel", WidowXConfig().motor_ids)
+    robot = WidowX250(WidowXConfig(port="virtual://"), serial_factory=lambda port, baud: chain)
+    ctx = composed.context
+    arm = composed.add(ArmNode({"robot": "widowx", "publish_rate_hz": 50.0, "cmd_timeout_s": 5.0}, robot=robot,
+                               context=ctx))
+    console = composed.add(ConsoleNode({"store": "unused.zarr", "robot": "widowx250", "cameras": "front", "port": 0},
+                                       context=ctx))
+    teleop = composed.add(Node("teleop", context=ctx))
+    cmd = teleop.create_publisher(JointState, "joint_command", COMMAND_QOS)
+    composed.start()
+    port = console.server.port
+
+    def arm_status():
+        return json.loads(request(port, "GET", "/api/status")[2])["arm"]
+
+    wait_for(lambda: arm_status()["reachable"], what="the arm's diagnostics at the console")
+    assert arm_status()["state"] == "following" and not arm_status()["estopped"]
+    target = np.array([0.1, -0.2, 0.3, 0.0, 0.4, 0.0, 0.02])
+    assert drive_to(arm, robot, cmd, target)
+
+    status, _, body = request(port, "POST", "/api/estop", {"X-VLA-Console": "1"}, body={})
+    assert status == 200 and "e-stop latched" in json.loads(body)["message"], body
+    assert arm.guard.estopped and all(chain.torque_enabled(sid) for sid in robot.ids)  # held with torque on
+    held = robot.last_targets.copy()
+    wait_for(lambda: arm_status()["estopped"] and arm_status()["latched"], what="the latched e-stop on the page")
+    for _ in range(10):  # the teleop goes on commanding: nothing reaches the servos
+        cmd.publish(joint_state_msg(arm.names, target + [0.2, 0.2, -0.2, 0.2, -0.2, 0.2, 0.0], None, time.time()))
+        time.sleep(0.03)
+    wait_for(lambda: arm.guard.counts["refused_while_held"] >= 1, what="commands refused while held")
+    np.testing.assert_allclose(robot.last_targets, held)
+
+    # resuming is explicit: without {"confirm": true} nothing is released
+    for body in ({}, {"confirm": "yes"}, None):
+        status, _, answer = request(port, "POST", "/api/arm/resume", {"X-VLA-Console": "1"}, body=body)
+        assert status == 400 and b"confirm" in answer
+    assert arm.guard.estopped
+    assert request(port, "POST", "/api/arm/resume", {"X-VLA-Console": "1", "Origin": "http://evil.example"},
+                   body={"confirm": True})[0] == 403
+    status, _, body = request(port, "POST", "/api/arm/resume", {"X-VLA-Console": "1"}, body={"confirm": True})
+    assert status == 200 and "following commands" in json.loads(body)["message"], body
+    assert not arm.guard.estopped and arm.guard.hold is None
+    assert drive_to(arm, robot, cmd, target + [0.1, 0.1, -0.1, 0.1, -0.1, 0.1, 0.0])  # and the arm follows again
+    wait_for(lambda: not arm_status()["estopped"] and arm_status()["state"] == "following", what="the page to see it")
+    actions = [e["action"] for e in json.loads(request(port, "GET", "/api/status")[2])["events"]]
+    assert actions == ["estop", "resume arm"]

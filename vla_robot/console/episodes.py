@@ -87,7 +87,9 @@ class EpisodeCatalog:
                     "index": i, "instruction": meta.get("instruction", ""), "label": label,
                     "success": bool(meta.get("success")), "dropped": bool(meta.get("dropped")),
                     "duration_s": meta.get("duration_s"), "steps": store.episode_length(i),
-                    "dropped_steps": extra.get("dropped_steps", 0), "operator": meta.get("operator", ""),
+                    "dropped_steps": extra.get("dropped_steps", 0),
+                    "hole_steps": meta.get("hole_steps", extra.get("dropped_steps", 0)),  # format 2: marked holes
+                    "operator": meta.get("operator", ""),
                     "start_time": meta.get("start_time"),
                 })
             return out

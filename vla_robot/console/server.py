@@ -36,15 +36,19 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; scri
 
 
 class Controls(Protocol):
-    """What the page drives (``vla_robot.ros.recorder_client.RecorderClient`` over ROS)."""
+    """What the page drives (``vla_robot.ros.console_node.OperatorControls`` over ROS)."""
 
-    def act(self, action: str): ...
-
-    def estop(self): ...
+    def act(self, action: str): ...  # an episode action (recorder_client.ACTIONS)
 
     def set_instruction(self, text: str): ...
 
-    def status(self) -> dict: ...
+    def status(self) -> dict: ...  # the recorder's status
+
+    def estop(self): ...
+
+    def resume_arm(self): ...  # release a latched e-stop and start: only on an explicit, confirmed request
+
+    def arm_status(self) -> dict: ...  # e-stopped / holding / following, from the arm's diagnostics
 
 
 @dataclass
@@ -96,6 +100,7 @@ class ConsoleServer:
             web.get("/ws", self._websocket),
             web.post("/api/control/{action}", self._control),
             web.post("/api/estop", self._estop),
+            web.post("/api/arm/resume", self._resume_arm),
             web.post("/api/instruction", self._instruction),
         ])
         return app
@@ -155,7 +160,8 @@ class ConsoleServer:
         return web.json_response(await self._blocking(self._status_payload))
 
     def _status_payload(self) -> dict:
-        return {"recorder": self.controls.status(), "streams": self.live.stream_report(),
+        return {"recorder": self.controls.status(), "arm": self.controls.arm_status(),
+                "streams": self.live.stream_report(),
                 "events": self.events[-8:], "store": self.catalog.summary()}
 
     # -- episodes --------------------------------------------------------------------------
@@ -248,6 +254,17 @@ class ConsoleServer:
 
     async def _estop(self, request):
         return self._record("estop", await self._blocking(self.controls.estop))
+
+    async def _resume_arm(self, request):
+        """The arm follows commands again: a request must say so explicitly (``{"confirm": true}``)."""
+        try:
+            confirmed = (await request.json()).get("confirm") is True
+        except (ValueError, AttributeError):
+            confirmed = False
+        if not confirmed:
+            raise web.HTTPBadRequest(text='resuming lets the arm move again: send JSON {"confirm": true} '
+                                          "once the workspace is clear")
+        return self._record("resume arm", await self._blocking(self.controls.resume_arm))
 
     async def _instruction(self, request):
         try:

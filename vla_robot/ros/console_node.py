@@ -2,8 +2,9 @@
 
 It subscribes to what the operator needs to see (cameras, joint states, the commanded
 action) with best-effort QoS, so a slow page never holds back a camera or the recorder,
-and drives episodes only through the recorder's services and status topic and the arm's
-e-stop (``RecorderClient``). The page is served on ``http://127.0.0.1:<port>/``; another
+and drives episodes only through the recorder's services and status topic
+(``RecorderClient``) and the arm's e-stop, release and start (``ArmClient``), whose latched
+state it reads from ``/diagnostics``. The page is served on ``http://127.0.0.1:<port>/``; another
 interface needs a token (see vla_robot/console/security.py).
 
     ros2 run vla_robot_bringup console_node --ros-args -p store:=demos.zarr -p cameras:=front,wrist
@@ -23,6 +24,7 @@ from vla_robot.recorder.console import KEYS
 from vla_robot.robots.specs import get_robot_spec
 from vla_robot.ros.conversions import MessageError, from_time, image_from_msg, joint_positions_from_msg, targets_from_trajectory
 from vla_robot.ros.executor import spin_single
+from vla_robot.ros.arm_client import ArmClient
 from vla_robot.ros.params import declare
 from vla_robot.ros.qos import SENSOR_QOS
 from vla_robot.ros.recorder_client import RecorderClient
@@ -37,11 +39,20 @@ PARAMS = {
     "compressed": False,  # subscribe <name>/image_raw/compressed and pass its JPEGs through
     "action_source": "arm",  # as the recorder's: arm (arm/applied_command) | teleop (joint_trajectory + joint_command)
     "recorder": "/recorder",  # the recorder node whose services and status the console uses
-    "estop_service": "/arm/estop",
+    "arm": "/arm",  # the arm node whose estop / release_estop / start services and diagnostics the console uses
+    "estop_topic": "/estop",  # std_msgs/Bool the e-stop is also published on (what a foot switch uses); "" = none
     "stream_fps": 15.0,  # MJPEG frames per second per page
     "stream_width": 640,  # camera previews are scaled down to this width
     "title": "",  # page title (default: the robot's name)
 }
+
+
+class OperatorControls:
+    """What the page drives (``console.server.Controls``): episodes through the recorder, stops through the arm."""
+
+    def __init__(self, recorder: RecorderClient, arm: ArmClient):
+        self.act, self.set_instruction, self.status = recorder.act, recorder.set_instruction, recorder.status
+        self.estop, self.resume_arm, self.arm_status = arm.estop, arm.resume, arm.status
 
 
 class ConsoleNode(Node):
@@ -52,7 +63,8 @@ class ConsoleNode(Node):
         self.names = list(self.spec.joint_names)
         cameras = tuple(c for c in self.p.cameras.split(",") if c)
         self.live = LiveState(cameras, self.spec.joint_names, max_width=self.p.stream_width)
-        self.client = RecorderClient(self, recorder=self.p.recorder, estop_service=self.p.estop_service)
+        self.client = RecorderClient(self, recorder=self.p.recorder)
+        self.arm = ArmClient(self, arm=self.p.arm, estop_topic=self.p.estop_topic)
         self.rejected = 0
         self.create_subscription(JointState, "joint_states", self._on_state, SENSOR_QOS)
         if self.p.action_source == "arm":
@@ -72,7 +84,8 @@ class ConsoleNode(Node):
         keys = {k: v for k, v in KEYS.items() if v != "quit"}  # the terminal console's keys; quit is the terminal's
         info = PageInfo(title=self.p.title or self.spec.name, cameras=cameras, joint_names=self.spec.joint_names,
                         keys=keys)
-        self.server = ConsoleServer(config, self.client, self.live, EpisodeCatalog(self.p.store), info)
+        self.server = ConsoleServer(config, OperatorControls(self.client, self.arm), self.live,
+                                    EpisodeCatalog(self.p.store), info)
         self.server.start()
         self.get_logger().info(f"recording console on {self.server.url}"
                                + (" (token required: open /?token=<token> once)" if config.token else ""))

@@ -45,28 +45,66 @@ function showEvent(action, answer) {  // at once, before the next status push li
   $("#events").prepend(el("li", { class: answer.ok ? "" : "bad", text: `${new Date().toLocaleTimeString()}  ${action}: ${answer.message}` }));
 }
 
-let pending = false;  // one control request at a time: a double click must not start two episodes
-async function act(action) {
-  if (pending) return;
-  pending = true;
+// Control requests go out one at a time, in the order they were asked for: a click made while
+// another request is in flight waits for it instead of being lost (the recorder refuses what no
+// longer fits, e.g. a second start, and the page shows that answer).
+let queue = Promise.resolve();
+let inFlight = 0;
+function act(action) {
+  inFlight += 1;
   document.body.classList.add("busy");
-  try {
+  queue = queue.then(async () => {
     const answer = await post(`/api/control/${action}`);
     showEvent(action.replace("_", " "), answer);
     if (answer.ok) refreshEpisodes();
-  } finally {
-    pending = false;
-    document.body.classList.remove("busy");
-  }
+  }).catch((e) => showEvent(action, { ok: false, message: String(e) })).finally(() => {
+    inFlight -= 1;
+    if (!inFlight) document.body.classList.remove("busy");
+  });
+  return queue;
 }
 
+// The e-stop answer stays on screen while the arm reports it latched; every page shows the
+// latched state from the arm's diagnostics, not only the page that pressed the button.
+let estopAnswer = "";
 async function estop() {
   const answer = await post("/api/estop");
   showEvent("E-STOP", answer);
+  estopAnswer = answer.ok ? `E-STOP sent at ${new Date().toLocaleTimeString()}: ${answer.message}`
+                          : `E-STOP FAILED: ${answer.message}. Use the hardware stop!`;
+  renderArm(arm, true);
+}
+
+async function resumeArm() {
+  $("#resume-confirm").hidden = true;
+  const answer = await post("/api/arm/resume", { confirm: true });
+  showEvent("resume arm", answer);
+  if (answer.ok) estopAnswer = "";
+  renderArm(Object.assign({}, arm, answer.ok ? { estopped: false, latched: false, state: "following" } : {}), true);
+}
+
+let arm = {};
+function renderArm(a, fromClick) {
+  arm = a || {};
+  const badge = $("#arm-state");
+  const held = arm.estopped || arm.latched;
+  if (!arm.reachable && !fromClick) {
+    badge.className = "badge arm unknown";
+    badge.textContent = "ARM ?";
+    badge.title = `no diagnostics from ${arm.name || "the arm"}`;
+  } else {
+    badge.className = "badge arm " + (arm.estopped ? "error" : held ? "held" : "ok");
+    badge.textContent = arm.estopped ? "ARM E-STOPPED" : held ? "ARM HOLDING" : "ARM OK";
+    badge.title = `${arm.state || ""} ${arm.message || ""}`.trim();
+  }
   const banner = $("#banner");
-  banner.hidden = false;
-  banner.textContent = answer.ok ? `E-STOP sent at ${new Date().toLocaleTimeString()}: ${answer.message}`
-                                 : `E-STOP FAILED: ${answer.message}. Use the hardware stop!`;
+  banner.hidden = !(held || estopAnswer);
+  $("#banner-answer").textContent = estopAnswer;
+  $("#banner-state").textContent = arm.estopped
+    ? "E-STOP LATCHED: the arm holds its last commanded pose with torque on and ignores commands until it is released and started."
+    : held ? `The arm holds (${arm.hold_reason || arm.state}), latched until it is started.` : "";
+  $("#arm-resume").hidden = !held;
+  if (!held) $("#resume-confirm").hidden = true;
 }
 
 // -- live plots ----------------------------------------------------------------------------
@@ -131,11 +169,55 @@ function fmtClock(s) {
   return `${m}:${(s - 60 * m).toFixed(1).padStart(4, "0")}`;
 }
 
-function fmtSkew(v) {
-  if (v === undefined || v === null) return "–";
-  if (typeof v === "number") return `${(v * 1000).toFixed(1)} ms`;
-  if (typeof v === "object") return Object.entries(v).map(([k, x]) => `${k} ${typeof x === "number" ? (x * 1000).toFixed(1) : x}`).join(" ");
-  return String(v);
+function fmtMs(v) {
+  return v === undefined || v === null ? "–" : v < 10 ? v.toFixed(1) : v.toFixed(0);
+}
+
+function streamLabel(name) {  // images/front -> front, depth/front -> front depth
+  const [kind, cam] = name.split("/");
+  return cam === undefined ? name : kind === "images" ? cam : `${cam} ${kind}`;
+}
+
+// The recorder's view of each stream when it is reachable (its rate from stamps, skew, holes);
+// otherwise what reaches the console itself.
+function renderStreams(rec, own) {
+  const body = $("#streams tbody");
+  body.replaceChildren();
+  if (rec.reachable && rec.streams) {
+    for (const [name, s] of Object.entries(rec.streams)) {
+      const state = !s.alive ? (s.age_s === null || s.age_s === undefined ? "no data" : `silent ${s.age_s.toFixed(1)} s`)
+        : s.rejected ? `${s.rejected} rejected` : s.late ? `${s.late} late` : "ok";
+      const over = s.skew_max_ms > s.max_skew_ms;
+      body.append(el("tr", { "data-stream": name },
+        el("td", { text: streamLabel(name) }),
+        el("td", { class: s.alive ? "" : "bad", text: `${(s.rate_hz || 0).toFixed(1)} Hz` }),
+        el("td", { class: over ? "bad" : "", text: `${fmtMs(s.skew_p50_ms)} / ${fmtMs(s.skew_p99_ms)} (${fmtMs(s.max_skew_ms)})` }),
+        el("td", { class: s.gap_steps ? "bad" : "", text: s.gap_steps || 0 }),
+        el("td", { class: state === "ok" ? "" : "bad", text: state })));
+    }
+    return;
+  }
+  for (const [name, s] of Object.entries(own || {})) {
+    const stale = s.age_s === null || s.age_s > 1.0;
+    body.append(el("tr", { "data-stream": name },
+      el("td", { text: name }),
+      el("td", { class: stale ? "bad" : "", text: stale ? (s.age_s === null ? "no data" : `silent ${s.age_s.toFixed(1)} s`) : `${s.hz.toFixed(1)} Hz` }),
+      el("td", { text: "–" }), el("td", { text: "–" }), el("td", { text: "at the console" })));
+  }
+}
+
+// Loud: an ERROR (a stream gone while recording, a failed episode, a write error) is a red
+// banner across the page; a WARN is amber. The problems are the recorder's own sentences.
+function renderAlarm(rec) {
+  const alarm = $("#alarm");
+  let level = rec.level, problems = rec.problems || [];
+  if (!rec.reachable) {
+    level = "ERROR";
+    problems = [`the recorder's status is not arriving${rec.status_age_s ? ` (last ${rec.status_age_s.toFixed(0)} s ago)` : ""}: is it running in this ROS domain?`];
+  }
+  alarm.hidden = !(level === "ERROR" || level === "WARN") || !problems.length;
+  alarm.className = "alarm " + (level === "ERROR" ? "error" : "warn");
+  alarm.textContent = `${level}: ${problems.join(" · ")}`;
 }
 
 function renderStatus(payload) {
@@ -143,38 +225,40 @@ function renderStatus(payload) {
   status = rec;
   statusAt = performance.now();
   const badge = $("#state");
-  const problem = !rec.reachable ? "recorder not reachable" : (rec.stale_cameras && rec.stale_cameras.length)
-    ? `camera stopped: ${rec.stale_cameras.join(", ")}` : (rec.write_errors ? "write error" : "");
-  badge.className = "badge " + (problem ? "error" : rec.recording ? "rec" : "idle");
-  badge.textContent = problem ? problem.toUpperCase() : rec.recording ? "● REC" : "IDLE";
+  const failed = rec.state === "failed";
+  badge.className = "badge " + (!rec.reachable || failed ? "error" : rec.recording ? "rec" : "idle");
+  badge.textContent = !rec.reachable ? "RECORDER NOT REACHABLE" : failed ? "EPISODE FAILED" : rec.recording ? "● REC" : "IDLE";
   $("#btn-start").disabled = !!rec.recording;
-  for (const id of ["#btn-save-success", "#btn-save-failure", "#btn-discard"]) $(id).disabled = !rec.recording;
+  for (const id of ["#btn-save-success", "#btn-save-failure", "#btn-rerecord"]) $(id).disabled = !rec.recording;
+  $("#btn-discard").disabled = !(rec.recording || failed);  // a failed episode is acknowledged with discard
+  renderAlarm(rec);
+  renderArm(payload.arm);
   const input = $("#instruction");
   if (document.activeElement !== input && rec.instruction !== undefined && input.dataset.shown !== rec.instruction) {
     input.value = rec.instruction || "";
     input.dataset.shown = rec.instruction || "";
   }
   $("#stat-episode").textContent = rec.episode ?? "–";
-  $("#stat-steps").textContent = rec.recording || rec.frames ? `${rec.frames ?? 0} @ ${(rec.fps ?? 0).toFixed(1)} Hz` : "–";
-  const dropped = (rec.dropped_steps ?? 0) + (rec.queue_overflows ?? 0);
-  $("#stat-dropped").textContent = `${dropped}` + (rec.warmup_steps ? ` (warm-up ${rec.warmup_steps})` : "")
-    + (rec.trimmed_steps ? ` (trimmed ${rec.trimmed_steps})` : "");
-  $("#stat-lag").textContent = rec.lag_p99_s !== undefined ? `${(rec.lag_p99_s * 1000).toFixed(0)} ms` : "–";
+  $("#stat-steps").textContent = rec.recording
+    ? `${rec.frames ?? 0} @ ${(rec.fps ?? 0).toFixed(1)} Hz · ${rec.expected_steps ?? 0} on the grid` : "–";
+  const holes = rec.holes || [];
+  $("#stat-dropped").textContent = `${rec.dropped_steps ?? 0}` + (holes.length ? ` in ${holes.length} hole(s): `
+    + [...new Set(holes.flatMap((h) => h.streams))].map(streamLabel).join(", ") : "")
+    + (rec.warmup_steps ? ` · warm-up ${rec.warmup_steps}` : "") + (rec.trimmed_steps ? ` · trimmed ${rec.trimmed_steps}` : "");
+  $("#stat-dropped").className = rec.dropped_steps ? "bad" : "";
+  $("#stat-lag").textContent = rec.lag_p99_s !== undefined
+    ? `lag p99 ${(rec.lag_p99_s * 1000).toFixed(0)} ms · queue ${rec.queue_depth ?? 0}` + (rec.write_errors ? ` · ${rec.write_errors} write error(s)` : "") : "–";
+  $("#stat-lag").className = rec.write_errors ? "bad" : "";
   const disk = rec.disk_free_bytes;
   $("#stat-disk").textContent = disk === undefined || disk < 0 ? "n/a" : `${(disk / 1e9).toFixed(1)} GB`;
-  const body = $("#streams tbody");
-  body.replaceChildren();
-  const skew = rec.skew || rec.skew_s || {};
-  const gaps = rec.gaps || {};
-  for (const [name, s] of Object.entries(payload.streams || {})) {
-    const key = name === "state" || name === "action" ? name : `images/${name}`;
-    const stale = s.age_s === null || s.age_s > 1.0;
-    body.append(el("tr", {},
-      el("td", { text: name }),
-      el("td", { class: stale ? "bad" : "", text: stale ? (s.age_s === null ? "no data" : `silent ${s.age_s.toFixed(1)} s`) : `${s.hz.toFixed(1)} Hz` }),
-      el("td", { text: fmtSkew(skew[key]) }),
-      el("td", { class: gaps[key] ? "bad" : "", text: gaps[key] ?? "–" })));
-  }
+  $("#stat-session").textContent = rec.episodes_saved === undefined ? "–"
+    : `${rec.episodes_saved} saved · ${rec.episodes_discarded} discarded · ${rec.episodes_failed} failed`;
+  const last = rec.last_episode || {};
+  $("#stat-last").textContent = last.result === undefined ? "–"
+    : `#${last.index} ${last.result}` + (last.steps !== undefined ? `, ${last.steps} steps` : "")
+      + (last.error ? `: ${last.error}` : "") + ((last.notes || []).length ? `: ${last.notes.join("; ")}` : "");
+  $("#stat-last").className = last.result && last.result.startsWith("failed") ? "bad" : "";
+  renderStreams(rec, payload.streams);
   showEvents(payload.events || []);
   if (payload.store && payload.store.episodes !== storeEpisodes) {
     storeEpisodes = payload.store.episodes;
@@ -219,7 +303,7 @@ async function refreshEpisodes() {
       el("td", {}, el("span", { class: `label ${e.label}`, text: e.label })),
       el("td", { text: e.duration_s != null ? `${e.duration_s.toFixed(1)} s` : "–" }),
       el("td", { text: e.steps }),
-      el("td", { text: e.dropped_steps || 0 }));
+      el("td", { class: e.hole_steps ? "bad" : "", text: e.hole_steps || 0 }));
     row.addEventListener("click", () => openPlayer(e.index));
     body.append(row);
   }
@@ -299,6 +383,10 @@ async function init() {
   livePlots = makePlots($("#plots"), config.joint_names);
   for (const b of document.querySelectorAll(".controls button")) b.addEventListener("click", () => act(b.dataset.action));
   $("#estop").addEventListener("click", estop);
+  // resuming the arm takes two explicit clicks and has no keyboard shortcut
+  $("#arm-resume").addEventListener("click", () => { $("#resume-confirm").hidden = false; });
+  $("#arm-resume-cancel").addEventListener("click", () => { $("#resume-confirm").hidden = true; });
+  $("#arm-resume-confirm").addEventListener("click", resumeArm);
   $("#instruction-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const text = $("#instruction").value;
