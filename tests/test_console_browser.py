@@ -242,6 +242,18 @@ def test_operator_records_saves_discards_and_stops_from_the_browser(collect_stac
     assert store.episode_length(0) >= 15 and store.episode_length(1) >= 10
 
 
+HOLD_MM = 2.0  # issue #14: a held arm's TCP drifts no more than 2 mm (tests/test_deploy_faults.py checks the same)
+
+
+def tcp_drift_mm(positions: np.ndarray) -> float:
+    """How far the WidowX's TCP wandered from its first position over these joint states, mm."""
+    from sim.kinematics import ArmKinematics
+
+    kinematics = ArmKinematics("widowx250")
+    tcp = np.array([kinematics.tcp(q) for q in positions])
+    return float(np.linalg.norm(tcp - tcp[0], axis=1).max() * 1000)
+
+
 def test_estop_from_the_browser_holds_the_arm_until_an_explicit_confirmed_resume(collect_stack, browser):
     """The expert drives the arm while an episode records; the page's e-stop latches a controlled
     stop on the arm node (issue #14): the arm holds while the teleop keeps commanding, every page
@@ -262,9 +274,8 @@ def test_estop_from_the_browser_holds_the_arm_until_an_explicit_confirmed_resume
         click(d, "#estop")
         wait(d, "the e-stop answer", lambda d: "E-STOP sent" in text(d, "#banner") and "e-stop latched" in text(d, "#banner"))
         settled = time.monotonic() + 0.5  # a controlled stop decelerates within its limits first
-        held = watch.window(settled, 15)
-        drift = np.ptp(held, axis=0)
-        assert drift.max() < 2e-3, f"the arm moved after the e-stop: per-joint range {np.round(drift, 4)}"
+        drift = tcp_drift_mm(watch.window(settled, 15))
+        assert drift <= HOLD_MM, f"the arm's TCP moved {drift:.2f} mm after the e-stop"
         # the latched state comes from the arm's own diagnostics: a second page shows it too
         wait(d, "the latched state on the page", lambda d: text(d, "#arm-state") == "ARM E-STOPPED"
              and "E-STOP LATCHED" in text(d, "#banner"))
@@ -276,8 +287,8 @@ def test_estop_from_the_browser_holds_the_arm_until_an_explicit_confirmed_resume
         assert "E-STOP LATCHED" in text(d, "#banner") and "E-STOP sent" not in text(d, "#banner")
         d.close()
         d.switch_to.window(first)
-        still = np.ptp(watch.window(time.monotonic(), 10), axis=0)
-        assert still.max() < 2e-3, f"the arm moved while latched: {np.round(still, 4)}"
+        still = tcp_drift_mm(watch.window(time.monotonic(), 10))
+        assert still <= HOLD_MM, f"the arm's TCP moved {still:.2f} mm while latched"
 
         # a new episode (the twin resets, the expert plans afresh and commands) does not move it either
         click(d, "#btn-discard")
@@ -285,8 +296,8 @@ def test_estop_from_the_browser_holds_the_arm_until_an_explicit_confirmed_resume
         record(d, 5, lambda: click(d, "#btn-start"))
         started_with(d)
         time.sleep(0.5)  # the twin's reset (a jump of the measured pose, no command) is behind us
-        latched = np.ptp(watch.window(time.monotonic(), 15), axis=0)
-        assert latched.max() < 2e-3, f"the expert moved the latched arm in a new episode: {np.round(latched, 4)}"
+        latched = tcp_drift_mm(watch.window(time.monotonic(), 15))
+        assert latched <= HOLD_MM, f"the expert moved the latched arm's TCP {latched:.2f} mm in a new episode"
         assert text(d, "#arm-state") == "ARM E-STOPPED"
 
         # resuming takes two clicks: the first only asks
