@@ -6,9 +6,10 @@
         camera_source:=opencv camera_devices:=/dev/video0 calibration_path:=~/.config/vla_robot/so100.json
     ros2 launch vla_robot_bringup collect.launch.py robot:=sim          # real-time twin + scripted expert
 
-Episode control: the gamepad (Start = start, Y = save as success, X = save as failure,
-Back = discard; ``joy_*_button`` parameters of the recorder), ``vla-robot console`` in a second
-terminal (ros2 launch gives nodes no keyboard), or
+Episode control: the recording console in a browser, http://127.0.0.1:8080/ (``console:=false`` turns it
+off; ``console_host:=0.0.0.0`` needs ``console_token:=...`` or $VLA_CONSOLE_TOKEN), the gamepad
+(Start = start, Y = save as success, X = save as failure, Back = discard; ``joy_*_button`` parameters
+of the recorder), ``vla-robot console`` in a second terminal (ros2 launch gives nodes no keyboard), or
 ``ros2 service call /recorder/start std_srvs/srv/Trigger``,
 ``ros2 service call /recorder/save std_srvs/srv/SetBool "{data: true}"``,
 ``ros2 service call /recorder/discard std_srvs/srv/Trigger``,
@@ -53,6 +54,10 @@ ARGUMENTS = {
     "sensor_qos": ("reliable", "images + joint states: reliable (no lost frames while recording) | sensor_data"),
     "sim_robot": ("widowx250", "robot:=sim: the twin's arm, widowx250 | so100"),
     "twin_name": ("collect", "robot:=sim: name of the twin instance (a second running twin needs another)"),
+    "console": ("true", "serve the recording console in a browser (console_node)"),
+    "console_host": ("127.0.0.1", "console address; any other interface needs console_token"),
+    "console_port": ("8080", "console port"),
+    "console_token": ("", "console access token, >= 16 characters (or set $VLA_CONSOLE_TOKEN)"),
 }
 ARM_MODEL = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}  # sim: sim_robot decides
 
@@ -126,6 +131,14 @@ def _nodes(context):
         recorder["auto_reset_service"] = "/arm/reset"
     actions.append(Node(package=PACKAGE, executable="recorder_node", name="recorder", output="screen",
                         emulate_tty=True, parameters=[config, recorder]))
+    if arg["console"].lower() == "true":
+        console = {"store": recorder["store"], "robot": arm_model, "cameras": ",".join(cameras),
+                   "action_source": arg["action_source"], "host": arg["console_host"],
+                   "port": int(arg["console_port"])}
+        if arg["console_token"]:
+            console["token"] = arg["console_token"]
+        actions.append(Node(package=PACKAGE, executable="console_node", name="console", output="screen",
+                            parameters=[console]))
     return actions
 
 

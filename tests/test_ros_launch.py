@@ -94,13 +94,24 @@ def test_every_launch_file_parses_and_is_installed():
     {"robot": "so100", "teleop": "leader", "camera_source": "opencv", "cameras": "front",
      "calibration_path": "~/so100.json", "leader_calibration": "~/leader.json"},
     {"robot": "sim"},
-    {"robot": "widowx", "teleop": "none", "port": "/dev/ttyUSB0"},
+    {"robot": "widowx", "teleop": "none", "port": "/dev/ttyUSB0", "console": "false"},
+    {"robot": "so100", "console_host": "0.0.0.0", "console_port": "9000", "console_token": "x" * 20},
 ])
 def test_collect_launch_nodes_and_parameters_exist(monkeypatch, values):
     params = node_params()
     nodes = run_launch(monkeypatch, "collect", values)
     check_nodes(nodes, params)
     exes = [n.kwargs["executable"] for n in nodes]
+    if values.get("console") == "false":
+        assert "console_node" not in exes and exes[-1] == "recorder_node"
+    else:  # the browser console reads the recorder's store and shows its cameras
+        assert exes[-2:] == ["recorder_node", "console_node"]
+        recorder, console = (n.kwargs["parameters"][-1] for n in nodes[-2:])
+        assert (console["store"], console["cameras"], console["robot"]) == \
+            (recorder["store"], recorder["cameras"], recorder["robot"])
+        assert console["host"] == values.get("console_host", "127.0.0.1")
+        assert console.get("token", "") == values.get("console_token", "")
+        exes = exes[:-1]
     assert exes[-1] == "recorder_node"
     if values["robot"] == "sim":  # the real-time twin: arm on the twin's bus, free-running cameras, scripted teleop
         assert exes == ["arm_node", "camera_node", "camera_node", "teleop_node", "recorder_node"]

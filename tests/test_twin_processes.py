@@ -136,7 +136,7 @@ def test_collect_launch_sim_records_a_successful_episode_in_separate_processes(p
 
     store = tmp_path / "demos.zarr"
     nodes = process_launch.launch("collect", {"robot": "sim", "store": str(store), "twin_name": unique("col"),
-                                              "size": "64x64"})
+                                              "size": "64x64", "console": "false"})  # its own test: test_console_launch
     assert [n.node.executable for n in nodes] == ["arm_node", "camera_node", "camera_node", "teleop_node",
                                                   "recorder_node"]
     with RosClient() as ros:

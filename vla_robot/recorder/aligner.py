@@ -470,6 +470,7 @@ class Alignment:
     steps: list[AlignedStep]
     stats: AlignerStats
     grid_start: float | None
+    max_skew_s: dict[str, float] = field(default_factory=dict)  # the limit each stream had at the end
 
 
 def align_samples(samples: Mapping[str, Sequence[tuple[float, Any]]], config: AlignerConfig,
@@ -502,4 +503,5 @@ def align_samples(samples: Mapping[str, Sequence[tuple[float, Any]]], config: Al
         last = events[-1][0] if events else 0.0
         aligner.stop(last, now=last)
     steps += aligner.finish()
-    return Alignment(steps, aligner.stats, aligner.grid_start)
+    limits = {s: aligner.skew_limit(s) for s in config.streams}
+    return Alignment(steps, aligner.stats, aligner.grid_start, limits)

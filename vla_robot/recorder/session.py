@@ -30,6 +30,7 @@ import numpy as np
 from vla_robot.data.errors import StepValidationError, StoreError, StoreWriteError
 from vla_robot.recorder.aligner import AlignedStep, AlignerConfig, Hole, StreamAligner
 from vla_robot.recorder.health import StreamHealth
+from vla_robot.recorder.store_record import alignment_report, commit_meta, skew_summary, step_record
 
 log = logging.getLogger("vla_robot.recorder")
 
@@ -61,13 +62,6 @@ class RecorderStats:
 def _reason(exc: Exception) -> str:
     """A store error's own sentence (an OSError's str would prefix '[Errno N]')."""
     return getattr(exc, "strerror", None) or str(exc)
-
-
-def _skew_summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
-    a = np.abs(np.asarray(values)) * 1000.0
-    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max())}
 
 
 class EpisodeRecorder:
@@ -246,9 +240,8 @@ class EpisodeRecorder:
                                      "discarded")
         alignment = self._alignment_report(self._requested)
         try:
-            index = writer.commit(success=bool(success), **{**self.extra_meta, **meta, "alignment": alignment,
-                                                            "gaps": dict(self.aligner.stats.gaps),
-                                                            "dropped_steps": alignment["hole_steps"]})
+            index = writer.commit(success=bool(success),
+                                  **{**self.extra_meta, **meta, **commit_meta(self.aligner.stats, alignment)})
         except StoreError as exc:
             self._fail(writer, _reason(exc))
             failed, self._failed = self._failed, None
@@ -381,7 +374,7 @@ class EpisodeRecorder:
             try:
                 if writer is self._dead:
                     continue  # the episode already failed; its remaining steps go nowhere
-                writer.append(self._step_record(step))
+                writer.append(step_record(step, self.camera_names, self.depth_cameras))
                 newest = max(smp.receive for smp in step.samples.values())
                 self.stats.lags.append(time.monotonic() - newest)
                 self.stats.frames_written += 1
@@ -401,56 +394,13 @@ class EpisodeRecorder:
             finally:
                 self._queue.task_done()
 
-    def _step_record(self, step: AlignedStep) -> dict:
-        s = step.samples
-        return {
-            "state": s["state"].value,
-            "action": s["action"].value,
-            "images": {c: s[f"images/{c}"].value for c in self.camera_names},
-            "depth": {c: s[f"depth/{c}"].value for c in self.depth_cameras},
-            "stamps": {name: (smp.stamp, smp.receive) for name, smp in s.items()},
-            "step_index": step.index,
-            "skew": dict(step.skew),
-        }
-
     def _alignment_report(self, requested_s: float) -> dict:
-        """Episode metadata ``extra.alignment``: how the saved steps relate to start -> save."""
-        st = self.aligner.stats
-        period = 1.0 / self.control_rate_hz
-        holes = sorted(st.holes + self._queue_holes + self._bad_steps, key=lambda h: h.start)
-        steps = sorted({h.start + k for h in holes for k in range(h.length)})
-        grid_steps = st.steps + st.hole_steps  # complete steps are 0 .. grid_steps-1, holes between them
-        notes = []
-        if st.warmup_steps:
-            notes.append(f"warm-up: the first {st.warmup_steps} step(s) ({st.warmup_steps * period:.2f} s) were "
-                         f"skipped while waiting for {', '.join(st.warmup_streams)}")
-        if steps:
-            causes = sorted({s for h in holes for s in h.streams})
-            notes.append(f"{len(steps)} step(s) ({len(steps) * period:.2f} s) missing in {len(holes)} marked hole(s): "
-                         f"{', '.join(causes)}")
-        if st.trimmed_steps:
-            notes.append(f"trimmed: the last {st.trimmed_steps} step(s) ({st.trimmed_steps * period:.2f} s) had no "
-                         f"sample from {', '.join(st.trimmed_streams)}")
-        covered = (grid_steps + st.warmup_steps + st.trimmed_steps) * period
-        if abs(covered - requested_s) > 1.5 * period:
-            notes.append(f"the streams' stamps cover {covered:.2f} s of the {requested_s:.2f} s between start and "
-                         "save (stamp clock running at another speed, or every stream silent for a while)")
-        return {
-            "rule": "nearest sample within max_skew_s of each grid time",
-            "grid_start": self._grid_start,  # stamp of step 0
-            "grid_steps": grid_steps,
-            "requested_s": requested_s,
-            "warmup_steps": st.warmup_steps,
-            "hole_steps": len(steps),
-            "holes": [h.as_dict() for h in holes],
-            "trimmed_steps": st.trimmed_steps,
-            "queue_dropped_steps": len(self._queue_holes),
-            "max_skew_s": {s: self.aligner.skew_limit(s) for s in self.streams},
-            "skew": {s: _skew_summary(v) for s, v in self._skews.items()},
-            "out_of_order": dict(st.out_of_order),
-            "late": dict(st.late),
-            "notes": notes,
-        }
+        """Episode metadata ``extra.alignment`` (store_record.alignment_report, shared with the bag import)."""
+        return alignment_report(self.aligner.stats, control_rate_hz=self.control_rate_hz, grid_start=self._grid_start,
+                                requested_s=requested_s,
+                                max_skew_s={s: self.aligner.skew_limit(s) for s in self.streams}, skews=self._skews,
+                                extra_holes=self._queue_holes + self._bad_steps,
+                                queue_dropped_steps=len(self._queue_holes))
 
     def _live_skews(self, now: float) -> dict[str, dict[str, float]]:
         """Per-stream skew summary for the status, recomputed at most twice a second (the node asks
@@ -458,7 +408,7 @@ class EpisodeRecorder:
         cached = getattr(self, "_skew_cache", None)
         count = self._skew_count()
         if cached is None or (cached[1] != count and now - cached[0] >= 0.5) or count < cached[1]:
-            self._skew_cache = (now, count, {s: _skew_summary(v) for s, v in self._skews.items()})
+            self._skew_cache = (now, count, {s: skew_summary(v) for s, v in self._skews.items()})
         return self._skew_cache[2]
 
     def _skew_count(self) -> int:

@@ -42,6 +42,9 @@ class SimStackConfig:
     record: bool = True  # False: the twin, cameras and teleop only
     teleop_enabled: bool = False  # the scripted expert drives at once (otherwise per episode)
     one_core: bool = True  # pin the composed stack's threads to one CPU (see executor.pin_to_one_core)
+    console_port: int | None = None  # serve the recording console in a browser (0: any free port)
+    console_host: str = "127.0.0.1"  # another interface needs console_token
+    console_token: str = ""
 
 
 class SimStack:
@@ -99,6 +102,13 @@ class SimStack:
                 # stall on the teleop; waiting less would close steps early and count them as gaps
                 "max_wait_s": self.LOCKSTEP_TIMEOUT_S + 2.0 / (c.control_rate_hz * c.rate_factor) + 1.0,
             }, context=ctx))
+        self.console = None
+        if c.record and c.console_port is not None:
+            from vla_robot.ros.console_node import ConsoleNode
+
+            self.console = self.process.add(ConsoleNode({
+                "store": c.store, "robot": c.robot, "cameras": ",".join(c.cameras), "action_source": "arm",
+                "host": c.console_host, "port": c.console_port, "token": c.console_token}, context=ctx))
         self.operator = self.process.add(OperatorClient(context=ctx))
         self.process.start()
 
@@ -149,6 +159,27 @@ class SimStack:
                 progress(results[-1])
             episode += 1
         return results
+
+    def drive_while_recording(self, stop: threading.Event, poll_s: float = 0.05) -> None:
+        """The sim operator's hands when a person drives episodes from the console (``--manual``).
+
+        The scripted expert drives the twin while an episode records and rests otherwise, as a
+        person on the teleop would, so every episode shows the task from its start. Returns
+        when ``stop`` is set.
+        """
+        op = self.operator
+        op.wait_for_services(["/teleop/enable"], timeout_s=30.0)
+        driving = False
+        while not stop.wait(poll_s):
+            rec = self.recorder.recorder
+            recording = rec is not None and rec.recording
+            if recording and not driving:
+                with self.twin_lock:
+                    self.expert.reset()
+                op.call(SetBool, "/teleop/enable", data=True)
+            elif driving and not recording:
+                op.call(SetBool, "/teleop/enable", data=False)
+            driving = recording
 
     def _wait_for_new_twin_episode(self, previous, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
