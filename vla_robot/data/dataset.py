@@ -41,13 +41,21 @@ def _split_score(seed: int, store_id: str, episode: int, start_time: Any) -> flo
 def split_episodes(
     refs: list[EpisodeRef], keys: list[str], val_fraction: float, seed: int
 ) -> tuple[list[EpisodeRef], list[EpisodeRef]]:
-    """Episode-level split by a stable hash; at least one val episode when there are >= 2 episodes."""
+    """Episode-level split by a stable hash: at least one training episode, and with >= 2 episodes
+    at least one on each side.
+
+    Small stores need the second guarantee as much as the first: with 2 episodes and
+    ``val_fraction=0.1`` both hash below the fraction about 1 % of the time, and the whole store
+    went to validation (the demo's quick run then failed with "no training episodes").
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     scores = [_split_score(seed, key, r.episode, "") for r, key in zip(refs, keys)]
     val = {i for i, s in enumerate(scores) if s < val_fraction}
     if not val and val_fraction > 0 and len(refs) >= 2:
         val = {int(np.argmin(scores))}
+    if refs and len(val) == len(refs):
+        val.discard(int(np.argmax(scores)))  # the least "val-like" episode trains
     train = [r for i, r in enumerate(refs) if i not in val]
     return train, [r for i, r in enumerate(refs) if i in val]
 
