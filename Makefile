@@ -12,6 +12,18 @@ export LEROBOT_PYTHON := $(abspath $(LEROBOT_VENV))/bin/python
 # FFmpeg 5 libraries: torchcodec, lerobot's video decoder, loads them in the interop environment.
 APT_PACKAGES := libegl1 libgl1-mesa-dri libusb-1.0-0 fonts-noto-color-emoji \
   libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4
+# Tests only: the recording console's end-to-end test drives a real headless Chromium (Selenium + chromedriver).
+TEST_APT_PACKAGES := chromium chromium-driver
+
+# Install the Debian packages named in $(1) that are missing (idempotent: nothing runs when all are there).
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages: $$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+endef
 
 # DDS never leaves this host; MuJoCo renders offscreen on the CPU.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -22,17 +34,12 @@ export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup lerobot-env compile demo test bench colcon clean
+.PHONY: setup lerobot-env browser compile demo test bench colcon clean
 setup: $(STAMP)
 lerobot-env: $(LEROBOT_STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing system packages: $$missing"; \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_install,$(APT_PACKAGES))
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: 2.13.0 is the CPU build; a GPU user may pre-install any torch>=2.4 instead.
@@ -49,6 +56,10 @@ $(LEROBOT_STAMP): tests/lerobot-env.txt | $(STAMP)
 	$(LEROBOT_VENV)/bin/python -c "from lerobot.datasets.lerobot_dataset import LeRobotDataset; import torchcodec"
 	touch $(LEROBOT_STAMP)
 
+# dpkg answers in milliseconds when everything is there, so this runs on every `make test`.
+browser:
+	$(call apt_install,$(TEST_APT_PACKAGES))
+
 # Byte-compile the project up front: a first import that compiles inside a ROS callback can stall
 # the lock-stepped twin long enough to cost the first recorded episode its alignment.
 compile: setup
@@ -57,7 +68,7 @@ compile: setup
 demo: setup compile
 	$(VENV)/bin/vla-robot demo --out out/demo
 
-test: setup lerobot-env compile
+test: setup lerobot-env browser compile
 	# ROS/twin closed-loop tests run on the wall clock; a starved CPU may fail one attempt: rerun it (twice at most).
 	$(PY) -m pytest -q -p no:cacheprovider --reruns 2 tests
 

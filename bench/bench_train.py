@@ -1,10 +1,13 @@
-"""Training throughput and peak memory per update strategy, and data-loader vs train-step rate.
+"""Training throughput and peak memory per update strategy, data-loader vs train-step rate, and scaling.
 
     python bench/bench_train.py                       # tiny PaliGemma on CPU, real store (< 2 min)
     python bench/bench_train.py --device cuda --size 3b --steps 10   # PaliGemma-3B-sized random config, bf16
+    python bench/bench_train.py --scaling             # 1 vs 2 processes (torchrun, gloo on CPU / nccl on GPU)
 
 The cuda/3b mode needs only torch + transformers + peft (synthetic batches, no zarr/mujoco).
-Baseline for the ratios: the `full` strategy measured in the same run.
+Baseline for the ratios: the `full` strategy measured in the same run. The scaling table keeps
+the per-process batch fixed (weak scaling) and reports global samples/s and the efficiency
+samples/s(N) / (N x samples/s(1)); its baseline is the 1-process run measured in the same call.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STRATEGIES = ("full", "lora", "staged_stage2", "head_only")
+SCALING = [  # (label, strategy, processes, mode)
+    ("lora 1 proc", "lora", 1, "ddp"), ("lora 2 proc DDP", "lora", 2, "ddp"),
+    ("lora 2 proc DDP find_unused", "lora", 2, "ddp_find_unused"), ("lora 2 proc FSDP2", "lora", 2, "fsdp"),
+    ("full 1 proc", "full", 1, "ddp"), ("full 2 proc DDP", "full", 2, "ddp"),
+    ("full 2 proc DDP find_unused", "full", 2, "ddp_find_unused"), ("full 2 proc FSDP2", "full", 2, "fsdp"),
+]
 
 
 def paligemma_3b(tmp: Path, image_size: int = 224) -> Path:
@@ -122,12 +131,12 @@ def time_steps(model, batches, steps: int, device: str, dtype) -> dict:
 def loader_rate(store: str, model, batch: int, batches: int, workers: int) -> float:
     from torch.utils.data import DataLoader
 
-    from training.data import MixtureBatchSampler, RobotCollator
+    from training.data import RobotCollator, SampleStream, StreamBatchSampler, StreamDataset
     from vla_robot.data.dataset import VLADataset
 
     ds = VLADataset(store, cameras=["front"], image_size=(32, 32), horizon=4, split="all")
-    sampler = MixtureBatchSampler([len(ds)], [1.0], batch, seed=0)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=RobotCollator(model.preprocessor, True),
+    sampler = StreamBatchSampler(SampleStream([len(ds)], [1.0], batch, 0, "robot"), 0, batch)
+    loader = DataLoader(StreamDataset([ds]), batch_sampler=sampler, collate_fn=RobotCollator(model.preprocessor, True),
                         num_workers=workers)
     it = iter(loader)
     next(it)
@@ -137,6 +146,108 @@ def loader_rate(store: str, model, batch: int, batches: int, workers: int) -> fl
     return batches * batch / (time.perf_counter() - t)
 
 
+def scaling_worker(args) -> None:
+    """One process of a scaling run: the trainer's wrapping (probe + DDP, or FSDP2) and loss normalisation
+    on synthetic batches of `--batch` per process; process 0 writes the timing."""
+    from training.config import OptimConfig
+    from training.distributed import (global_objective, make_accelerator, probe_participation, shard_model,
+                                      wrap_ddp)
+    from training.schedule import build_optimizer
+
+    acc = make_accelerator("fp32")
+    torch.manual_seed(0)
+    model = build(Path(args.backbone), args.strategy, "cpu", None)
+    batches = [synthetic_batch(model, args.batch, 100 * acc.process_index + s) for s in range(2)]
+    if args.mode == "fsdp":
+        model = shard_model(model, acc)
+    else:
+        probe_participation(model, {"robot": synthetic_batch(model, 1, 999)}, acc.autocast)
+        model = wrap_ddp(acc, model, args.mode == "ddp_find_unused")
+    opt = build_optimizer(model, OptimConfig())
+    model.train()
+
+    def step(b):
+        out = model(b)
+        global_objective(acc, out["terms"]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for i in range(3):
+        step(batches[i % 2])
+    acc.wait_for_everyone()
+    t = time.perf_counter()
+    for i in range(args.steps):
+        step(batches[i % 2])
+    acc.wait_for_everyone()
+    dt = time.perf_counter() - t
+    if acc.is_main_process:
+        Path(args.scaling_out).write_text(json.dumps({
+            "samples_per_s": args.steps * args.batch * acc.num_processes / dt, "step_ms": 1000 * dt / args.steps,
+            "processes": acc.num_processes, "per_process_batch": args.batch}))
+
+
+def scaling(args) -> dict:
+    """Launch each SCALING row with torchrun and collect the workers' timings."""
+    import os
+    import shutil
+
+    from vla_robot.models.tiny import make_tiny_backbone
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_scaling_"))
+    backbone = make_tiny_backbone("paligemma", tmp / "tiny", image_size=32)
+    runs: dict[str, list[dict]] = {}
+    for rep in range(args.repeat):  # interleaved repeats: a load spike on the shared machine hits one run, not a row
+        for label, strategy, procs, mode in SCALING:
+            result = _scaling_run(args, backbone, tmp, label, strategy, procs, mode)
+            runs.setdefault(label, []).append(result)
+            print(f"[{rep + 1}/{args.repeat}] {label}: " + (f"{result['samples_per_s']:.1f} samples/s"
+                                                         if "samples_per_s" in result else "failed"), flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    rows = {}
+    for label, strategy, procs, mode in SCALING:
+        ok = sorted((r for r in runs[label] if "samples_per_s" in r), key=lambda r: r["samples_per_s"])
+        if not ok:
+            rows[label] = runs[label][-1]
+            continue
+        median = ok[len(ok) // 2]
+        rows[label] = {**median, "strategy": strategy, "mode": mode,
+                       "samples_per_s_runs": [round(r["samples_per_s"], 1) for r in runs[label] if "samples_per_s" in r]}
+        base = rows.get(f"{strategy} 1 proc", {}).get("samples_per_s")
+        if base:
+            rows[label]["efficiency"] = rows[label]["samples_per_s"] / (procs * base)
+    print(f"\n{'run (median of ' + str(args.repeat) + ')':<30}{'samples/s':>11}{'step ms':>10}{'efficiency':>12}")
+    for label, r in rows.items():
+        if "samples_per_s" not in r:
+            print(f"{label:<30} failed")
+            continue
+        print(f"{label:<30}{r['samples_per_s']:>11.1f}{r['step_ms']:>10.1f}{r.get('efficiency', float('nan')):>12.2f}")
+    return {"device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(), "steps": args.steps,
+            "per_process_batch": args.batch, "repeats": args.repeat, "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "rows": rows,
+            "note": "weak scaling (fixed per-process batch); OMP_NUM_THREADS=1 per process; tiny PaliGemma; "
+                    "median of interleaved repeats"}
+
+
+def _scaling_run(args, backbone: Path, tmp: Path, label: str, strategy: str, procs: int, mode: str) -> dict:
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp / f"{label.replace(' ', '_')}.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_port", str(port),
+           str(Path(__file__).resolve()), "--scaling-worker", "--backbone", str(backbone), "--strategy", strategy,
+           "--mode", mode, "--steps", str(args.steps), "--batch", str(args.batch), "--scaling-out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:])
+        return {"failed": proc.stderr[-500:]}
+    return json.loads(out.read_text())
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -144,8 +255,27 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers for the loader measurement")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_train.json"))
+    p.add_argument("--out", default=None, help="JSON path (default bench/results/bench_train.json, "
+                   "bench_train_scaling.json with --scaling)")
+    p.add_argument("--scaling", action="store_true", help="1 vs 2 processes: samples/s and efficiency")
+    p.add_argument("--repeat", type=int, default=3, help="scaling: interleaved repeats per row (median reported)")
+    p.add_argument("--scaling-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--backbone", help=argparse.SUPPRESS)
+    p.add_argument("--strategy", default="lora", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="ddp", help=argparse.SUPPRESS)
+    p.add_argument("--scaling-out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.scaling_worker:
+        scaling_worker(args)
+        return 0
+    if args.scaling:
+        result = scaling(args)
+        out = Path(args.out or ROOT / "bench" / "results" / "bench_train_scaling.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return 0
+    args.out = args.out or str(ROOT / "bench" / "results" / "bench_train.json")
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     dtype = torch.bfloat16 if args.size == "3b" else None
     if args.size == "3b":

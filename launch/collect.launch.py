@@ -4,14 +4,23 @@
         camera_source:=realsense camera_devices:=123456789,987654321 store:=~/demos/widowx.zarr
     ros2 launch vla_robot_bringup collect.launch.py robot:=so100 teleop:=leader cameras:=front \
         camera_source:=opencv camera_devices:=/dev/video0 calibration_path:=~/.config/vla_robot/so100.json
-    ros2 launch vla_robot_bringup collect.launch.py robot:=sim          # twin + scripted expert
+    ros2 launch vla_robot_bringup collect.launch.py robot:=sim          # real-time twin + scripted expert
 
-Episode control: the recorder's console (keys in this terminal) or
+Episode control: the recording console in a browser, http://127.0.0.1:8080/ (``console:=false`` turns it
+off; ``console_host:=0.0.0.0`` needs ``console_token:=...`` or $VLA_CONSOLE_TOKEN), the gamepad
+(Start = start, Y = save as success, X = save as failure, Back = discard; ``joy_*_button`` parameters
+of the recorder), ``vla-robot console`` in a second terminal (ros2 launch gives nodes no keyboard), or
 ``ros2 service call /recorder/start std_srvs/srv/Trigger``,
 ``ros2 service call /recorder/save std_srvs/srv/SetBool "{data: true}"``,
 ``ros2 service call /recorder/discard std_srvs/srv/Trigger``,
 ``ros2 param set /recorder instruction "put the cube on the grinning face"``.
 Per-arm defaults come from config/collect_<robot>.yaml in this package.
+
+robot:=sim runs the real-time twin (twin.launch.py's nodes: arm_node on the twin's servo bus,
+free-running twin cameras, the scripted expert as teleop), each its own process. The expert
+waits: per episode, start recording, then
+``ros2 service call /teleop/enable std_srvs/srv/SetBool "{data: true}"``; when ``/teleop/phase``
+says done, ``ros2 service call /arm/evaluate std_srvs/srv/Trigger`` gives the verdict to save with.
 """
 
 import importlib.util
@@ -43,8 +52,14 @@ ARGUMENTS = {
     "operator": ("", "operator name stored with each episode"),
     "preview_path": ("/tmp/vla_robot_preview.jpg", "live preview JPEG (headless)"),
     "sensor_qos": ("reliable", "images + joint states: reliable (no lost frames while recording) | sensor_data"),
+    "sim_robot": ("widowx250", "robot:=sim: the twin's arm, widowx250 | so100"),
+    "twin_name": ("collect", "robot:=sim: name of the twin instance (a second running twin needs another)"),
+    "console": ("true", "serve the recording console in a browser (console_node)"),
+    "console_host": ("127.0.0.1", "console address; any other interface needs console_token"),
+    "console_port": ("8080", "console port"),
+    "console_token": ("", "console access token, >= 16 characters (or set $VLA_CONSOLE_TOKEN)"),
 }
-ARM_MODEL = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}
+ARM_MODEL = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}  # sim: sim_robot decides
 
 
 def _launch_module(name: str):
@@ -65,15 +80,18 @@ def _nodes(context):
     width, height = (int(v) for v in arg["size"].lower().split("x"))
     cameras = [c for c in arg["cameras"].split(",") if c]
     actions = []
+    arm_model = ARM_MODEL[robot]
     if robot == "sim":
         if cameras == ["front", "wrist"]:
             cameras = ["third_person", "wrist"]
         if arg["size"] == ARGUMENTS["size"][0]:
             width, height = 128, 128
-        twin_params = {"cameras": ",".join(cameras), "width": width, "height": height, "scripted": True,
-                       "control_rate_hz": 10.0}
-        actions.append(Node(package=PACKAGE, executable="twin_node", name="twin", output="screen",
-                            parameters=[os.path.join(share, "config", "twin.yaml"), twin_params]))
+        arm_model = arg["sim_robot"]
+        twin = _launch_module("twin")
+        twin_arg = {name: default for name, (default, _) in twin.ARGUMENTS.items()}
+        twin_arg.update(robot=arm_model, name=arg["twin_name"], cameras=",".join(cameras), size=f"{width}x{height}",
+                        fps=arg["fps"], sensor_qos=arg["sensor_qos"])
+        actions += twin.twin_nodes(twin_arg, teleop_enabled=False)  # the operator enables it per episode
     else:
         arm = {"robot": robot, "sensor_qos": arg["sensor_qos"]}
         if arg["port"]:
@@ -97,7 +115,7 @@ def _nodes(context):
                                             "leader_calibration": arg["leader_calibration"]})
     recorder = {
         "store": os.path.expanduser(arg["store"]),
-        "robot": ARM_MODEL[robot],
+        "robot": arm_model,
         "cameras": ",".join(cameras),
         "width": width,
         "height": height,
@@ -105,7 +123,7 @@ def _nodes(context):
         "instruction": arg["instruction"],
         "operator": arg["operator"],
         "preview_path": arg["preview_path"],
-        "console": True,
+        "console": False,  # no stdin under ros2 launch: `vla-robot console` in its own terminal
         "sensor_qos": arg["sensor_qos"],
         "action_source": arg["action_source"],
     }
@@ -113,6 +131,14 @@ def _nodes(context):
         recorder["auto_reset_service"] = "/arm/reset"
     actions.append(Node(package=PACKAGE, executable="recorder_node", name="recorder", output="screen",
                         emulate_tty=True, parameters=[config, recorder]))
+    if arg["console"].lower() == "true":
+        console = {"store": recorder["store"], "robot": arm_model, "cameras": ",".join(cameras),
+                   "action_source": arg["action_source"], "host": arg["console_host"],
+                   "port": int(arg["console_port"])}
+        if arg["console_token"]:
+            console["token"] = arg["console_token"]
+        actions.append(Node(package=PACKAGE, executable="console_node", name="console", output="screen",
+                            parameters=[console]))
     return actions
 
 

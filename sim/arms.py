@@ -21,6 +21,17 @@ import numpy as np
 from vla_robot.robots.specs import RobotSpec, get_robot_spec
 
 
+# The arm's MJCF default classes (joint damping, contact classes), shared by the task scene
+# and the arm-only kinematics model so both describe one arm.
+ARM_DEFAULTS_XML = """<default class="arm">
+      <joint damping="0.5" armature="0.02" frictionloss="0.01"/>
+      <geom contype="2" conaffinity="1" condim="3" friction="0.8 0.01 0.001" rgba="0.2 0.2 0.22 1" density="800"/>
+      <default class="arm_vis"><geom contype="0" conaffinity="0"/></default>
+      <default class="finger"><joint damping="2" armature="0.005" frictionloss="0"/></default>
+      <default class="pad"><geom condim="4" friction="1.5 0.02 0.002" solref="0.004 1" solimp="0.95 0.99 0.001" rgba="0.1 0.1 0.1 1"/></default>
+    </default>"""
+
+
 @dataclass(frozen=True)
 class ArmModel:
     """An arm's MJCF fragments plus the task geometry scaled to its reach."""
@@ -39,6 +50,7 @@ class ArmModel:
     camera_pos: tuple[float, float, float]
     tcp_grasp_offset: float  # TCP height above the cube centre when grasping
     hover: float  # travel height of the TCP above the table
+    actuator_forces: tuple[float, ...] = ()  # force limit of each actuator, spec order (the servos' stall output)
 
     def gripper_qpos(self, value: float) -> list[float]:
         """qpos of the gripper joints for one gripper command value."""
@@ -115,11 +127,12 @@ def widowx250() -> ArmModel:
   <geom name="right_pad" class="pad" type="box" size="0.022 0.005 0.012" pos="0.033 0.005 0"/>
 </body>"""
     base = '<geom class="arm_vis" type="box" size="0.07 0.07 0.018" pos="0 0 0.018" rgba="0.12 0.12 0.12 1"/>'
+    forces = (10.0, 20.0, 10.0, 4.1, 4.1, 4.1, 12.0)
     act = _actuators(
         s,
         joints=(*s.joint_names[:6], "left_finger"),
         kps=(60.0, 120.0, 80.0, 20.0, 25.0, 12.0, 600.0),
-        forces=(10.0, 20.0, 10.0, 4.1, 4.1, 4.1, 12.0),
+        forces=forces,
     )
     eq = '<joint joint1="right_finger" joint2="left_finger" polycoef="0 1 0 0 0" solref="0.005 1"/>'
     return ArmModel(
@@ -137,6 +150,7 @@ def widowx250() -> ArmModel:
         camera_pos=(0.0, -0.16, 0.336),
         tcp_grasp_offset=0.004,
         hover=0.12,
+        actuator_forces=forces,
     )
 
 
@@ -170,11 +184,12 @@ def so100() -> ArmModel:
         pos="{rel[0]:.4f} {rel[1]:.4f} 0" euler="0 0 {-grasp_angle}"/>
 </body>"""
     base = '<geom class="arm_vis" type="box" size="0.045 0.045 0.025" pos="0 0 0.025" rgba="0.9 0.9 0.88 1"/>'
+    forces = (3.0, 3.0, 3.0, 3.0, 3.0, 0.4)
     act = _actuators(
         s,
         joints=(*s.joint_names[:5], "gripper"),
         kps=(25.0, 40.0, 30.0, 15.0, 8.0, 6.0),
-        forces=(3.0, 3.0, 3.0, 3.0, 3.0, 0.4),
+        forces=forces,
     )
     return ArmModel(
         spec=s,
@@ -191,6 +206,7 @@ def so100() -> ArmModel:
         camera_pos=(0.0, -0.088, 0.1848),  # the Bridge pose scaled by 0.55
         tcp_grasp_offset=0.007,
         hover=0.08,
+        actuator_forces=forces,
     )
 
 

@@ -61,6 +61,7 @@ class ScriptedExpert:
         self._seg = 0
         self._t = 0
         self._seg_start = self._pos.copy()
+        self._origin = self._pos.copy()  # where the plan starts (the time-based ``action_at`` walks from it)
         task = tw.episode.task
         self.segments = {"grinning_face": self._plan_pick_place, "reach": self._plan_reach, "push": self._plan_push}[task]()
 
@@ -146,7 +147,14 @@ class ScriptedExpert:
             return "planning"
         return "done" if self.done else self.segments[self._seg].name
 
+    def _solve(self, pos: np.ndarray, gripper: float) -> np.ndarray:
+        """Joint targets putting the TCP at ``pos``, warm-started from the last solution."""
+        self._q, _ = self.ik.solve(pos, top_down_quat(self._yaw), self._q)
+        self._gripper = gripper
+        return np.append(self._q, self._gripper)
+
     def next_action(self) -> np.ndarray:
+        """Step-based: each call is the next control period (the lock-stepped twin)."""
         if self._plan_for is not self.twin.episode:
             self.reset()
         if self.done:
@@ -155,19 +163,42 @@ class ScriptedExpert:
         self._t += 1
         alpha = min(1.0, self._t / seg.steps)
         pos = self._seg_start + alpha * (seg.pos - self._seg_start)
-        self._q, _ = self.ik.solve(pos, top_down_quat(self._yaw), self._q)
-        self._gripper = seg.gripper
+        action = self._solve(pos, seg.gripper)
         if self._t >= seg.steps:
             self._seg += 1
             self._t = 0
             self._seg_start = seg.pos.copy()
-        return self._limited(np.append(self._q, self._gripper))
+        return self._limited(action)
 
     def _limited(self, target: np.ndarray) -> np.ndarray:
         """``target`` approached at most ``VELOCITY_MARGIN`` of each joint's speed limit per period."""
         step = VELOCITY_MARGIN * self.spec.max_velocity_array * self.twin.control_period
         self._command = self._command + np.clip(target - self._command, -step, step)
         return self._command.copy()
+
+    @property
+    def duration_s(self) -> float:
+        """How long the plan takes when played on the wall clock (``action_at``)."""
+        return sum(seg.steps for seg in self.segments) * self.twin.control_period
+
+    def action_at(self, elapsed_s: float) -> np.ndarray:
+        """Time-based: the targets ``elapsed_s`` seconds into the plan, for a teleop that runs on
+        the wall clock at its own rate (the real-time twin). Calls may come at any rate; the
+        path is the step-based one, sampled continuously (a control period of the plan is
+        ``twin.control_period`` seconds). ``done`` and ``phase`` follow the time."""
+        if self._plan_for is not self.twin.episode:
+            self.reset()
+        steps = max(0.0, elapsed_s / self.twin.control_period)
+        start = self._origin
+        for index, seg in enumerate(self.segments):
+            if steps < seg.steps:
+                self._seg, self._t, self._seg_start = index, int(steps), start.copy()
+                return self._solve(start + (steps / seg.steps) * (seg.pos - start), seg.gripper)
+            steps -= seg.steps
+            start = seg.pos
+        self._seg, self._t = len(self.segments), 0
+        last = self.segments[-1]
+        return self._solve(last.pos, last.gripper)
 
     def act(self, state=None) -> np.ndarray:
         """Joint targets (spec order, gripper last) for the next control period."""

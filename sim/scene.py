@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 
 from sim import emoji as emoji_catalogue
-from sim.arms import ArmModel, arm_model
+from sim.arms import ARM_DEFAULTS_XML, ArmModel, arm_model
 from sim.config import TwinConfig
 
 REACH_COLOURS = {
@@ -95,13 +95,7 @@ def build_scene(config: TwinConfig) -> Scene:
     {chr(10).join(asset_xml)}
   </asset>
   <default>
-    <default class="arm">
-      <joint damping="0.5" armature="0.02" frictionloss="0.01"/>
-      <geom contype="2" conaffinity="1" condim="3" friction="0.8 0.01 0.001" rgba="0.2 0.2 0.22 1" density="800"/>
-      <default class="arm_vis"><geom contype="0" conaffinity="0"/></default>
-      <default class="finger"><joint damping="2" armature="0.005" frictionloss="0"/></default>
-      <default class="pad"><geom condim="4" friction="1.5 0.02 0.002" solref="0.004 1" solimp="0.95 0.99 0.001" rgba="0.1 0.1 0.1 1"/></default>
-    </default>
+    {ARM_DEFAULTS_XML}
     <default class="card"><geom type="box" contype="0" conaffinity="0" group="1"/></default>
   </default>
   <worldbody>

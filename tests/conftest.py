@@ -51,3 +51,35 @@ def composed():
     finally:
         process.shutdown()
         pin.release()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell in teardown whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory):
+    """ros2_ws built once per test session with colcon (tests/process_launch.py)."""
+    from process_launch import colcon_build
+
+    return colcon_build(tmp_path_factory.mktemp("colcon"))
+
+
+@pytest.fixture
+def process_launch(colcon_install, tmp_path, request):
+    """Start launch files' nodes as separate processes (``process_launch.launch(name, args)``); every
+    node is stopped (SIGINT, SIGTERM, SIGKILL) at teardown and its log is attached to a failing test."""
+    from process_launch import ProcessLaunch
+
+    launcher = ProcessLaunch(colcon_install, tmp_path / "nodes")
+    try:
+        yield launcher
+    finally:
+        codes = launcher.shutdown()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:  # shown under the failure in pytest's summary
+            report.sections.append(("node logs", f"exit codes {codes}\n{launcher.logs()}"))

@@ -28,9 +28,9 @@ class LaunchConfiguration:
         return context[self.name]
 
 
-def install_launch_standins(monkeypatch, share_directory: Callable[[str], str]) -> None:
-    """Put the stand-ins in ``sys.modules`` for this test; ``share_directory`` answers get_package_share_directory."""
-    fakes = {
+def standin_modules(share_directory: Callable[[str], str]) -> dict:
+    """The stand-in modules by name; ``share_directory`` answers get_package_share_directory."""
+    return {
         "ament_index_python": types.ModuleType("ament_index_python"),
         "ament_index_python.packages": types.SimpleNamespace(get_package_share_directory=share_directory),
         "launch": types.SimpleNamespace(LaunchDescription=Recorded),
@@ -41,7 +41,11 @@ def install_launch_standins(monkeypatch, share_directory: Callable[[str], str]) 
         "launch_ros": types.ModuleType("launch_ros"),
         "launch_ros.actions": types.SimpleNamespace(Node=Recorded),
     }
-    for name, module in fakes.items():
+
+
+def install_launch_standins(monkeypatch, share_directory: Callable[[str], str]) -> None:
+    """Put the stand-ins in ``sys.modules`` for this test; ``share_directory`` answers get_package_share_directory."""
+    for name, module in standin_modules(share_directory).items():
         monkeypatch.setitem(sys.modules, name, module)
 
 

@@ -65,7 +65,7 @@ def test_validate_passes_good_store_and_fails_bad_ones(store_path: str, tmp_path
     capsys.readouterr()
     assert main(["validate", str(tmp_path / "bad.zarr"), "--quiet"]) == 1
     out = capsys.readouterr().out
-    assert "episode 0: images/front source timestamps not increasing at step 7" in out
+    assert "episode 0: images/front source timestamps go backwards at step 7" in out
     assert "episode 0: state dropped about 3 frames" in out
     assert "episode 1: state out of widowx250 joint limits (joint1 at step 0" in out
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import zarr.storage._local as zarr_local
 
-from vla_robot.data import EpisodeStore, StoreWriteError
+from vla_robot.data import EpisodeStore, StoreError, StoreWriteError
 from vla_robot.data.synthetic import demo_schema, demo_step, marker, write_demo_episodes
 
 WRITER = textwrap.dedent(
@@ -119,10 +119,13 @@ def test_concurrent_reader_never_sees_a_half_written_episode(tmp_path: Path) -> 
     seen_counts: set[int] = set()
     checks = 0
     deadline = time.time() + 60
-    while not Path(url, "zarr.json").exists():
-        time.sleep(0.01)
-    time.sleep(0.2)
-    reader = EpisodeStore.open(url)
+    reader = None
+    while reader is None:  # the store exists once create() wrote its root attributes (after its arrays)
+        assert time.time() < deadline, "the writer never created its store"
+        try:
+            reader = EpisodeStore.open(url)
+        except StoreError:
+            time.sleep(0.01)
     while time.time() < deadline:
         reader.refresh()
         n = reader.num_episodes

@@ -144,3 +144,19 @@ def test_corrupted_frame_through_the_dataset_names_the_episode(tmp_path: Path) -
     ds = VLADataset(str(tmp_path / "s.zarr"), cameras=["front"], horizon=1, split="all")
     with pytest.raises(CorruptEpisodeError, match="episode 1: key 'images/front'"):
         ds[8]
+
+
+def test_split_keeps_an_episode_on_each_side_of_a_small_store():
+    """Two episodes whose hashes both fall below val_fraction must not all go to validation."""
+    from vla_robot.data.dataset import _split_score, split_episodes
+    from vla_robot.data.dataset import EpisodeRef as Ref
+
+    refs = [Ref(0, 0, 0, 10), Ref(0, 1, 10, 10)]
+    keys = ["store", "store"]
+    # a seed for which both episodes hash below 0.1 (about 1 seed in 100 does)
+    seed = next(s for s in range(10_000) if all(_split_score(s, "store", e, "") < 0.1 for e in (0, 1)))
+    train, val = split_episodes(refs, keys, 0.1, seed)
+    assert len(train) == 1 and len(val) == 1
+    # and a lone episode trains, whatever its hash
+    train, val = split_episodes(refs[:1], keys[:1], 0.1, seed)
+    assert train == refs[:1] and val == []

@@ -71,7 +71,7 @@ def test_roundtrip_values_and_replaybuffer_layout(store: EpisodeStore, tmp_path:
     np.testing.assert_array_equal(raw["meta/episode_ends"][:], np.cumsum(LENGTHS))
     assert raw["data/state"].shape == (sum(LENGTHS), 7)
     attrs = raw.attrs["vla_robot"]
-    assert attrs["format"] == {"name": "vla-robot-episodes", "version": 1}
+    assert attrs["format"] == {"name": "vla-robot-episodes", "version": 2}
     assert attrs["joint_names"] == [f"j{i}" for i in range(7)] and attrs["control_rate_hz"] == 30.0
     assert attrs["cameras"][0]["intrinsics"]["fx"] == 60.0 and attrs["cameras"][1]["encoding"] == "png"
     images = raw["data/images/front"]
@@ -205,7 +205,7 @@ def test_newer_format_version_is_a_clear_error(store: EpisodeStore) -> None:
     attrs = dict(raw.attrs["vla_robot"])
     attrs["format"] = {"name": "vla-robot-episodes", "version": 99}
     raw.attrs["vla_robot"] = attrs
-    with pytest.raises(FormatVersionError, match="version 99.*up to 1"):
+    with pytest.raises(FormatVersionError, match="version 99.*up to 2"):
         EpisodeStore.open(url)
 
 

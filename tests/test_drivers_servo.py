@@ -100,19 +100,120 @@ def test_hostile_commands_never_reach_the_wire_out_of_limits():
     assert arm.commands_refused == 2
 
 
-def test_estop_cuts_torque_and_refuses_commands_until_released():
+def test_estop_holds_the_last_command_with_torque_on_and_refuses_commands_until_released():
+    """Stop category 2: the servos keep torque and hold the last commanded goal (a WidowX has no
+    brakes; torque off dropped it). Commands are refused while latched; release moves nothing."""
     arm, chain = widowx_on_chain()
     arm.connect()
-    arm.estop()
-    assert not any(chain.torque_enabled(sid) for sid in arm.ids)
+    target = np.array([0.2, -0.1, 0.25, 0.0, 0.3, -0.2, WIDOWX_250.gripper_closed])
+    arm.send_joint_targets(target)
+    n_goals = len(sync_writes(chain, XM430_TABLE.goal_position))
+    held = arm.estop()
+    np.testing.assert_allclose(held, target)
+    assert all(chain.torque_enabled(sid) for sid in arm.ids)
+    goals = sync_writes(chain, XM430_TABLE.goal_position)
+    assert len(goals) == n_goals + 1 and goals[-1] == goals[-2]  # the hold is the last goal, written again
     n = len(chain.written)
     with pytest.raises(EStopActive):
         arm.send_joint_targets(np.array(WIDOWX_250.home))
     assert len(chain.written) == n  # nothing reached the wire
     arm.release_estop()
-    arm.set_torque(True)
-    assert all(chain.torque_enabled(sid) for sid in arm.ids)
+    assert len(chain.written) == n  # release alone writes nothing
+    np.testing.assert_allclose(arm.read_state().positions, target, atol=TICK)
     arm.send_joint_targets(arm.read_state().positions)
+
+
+def register_writes(chain, address):
+    """Single WRITE instructions to ``address`` on the wire: [(id, value)] (independent of the SDK)."""
+    out = []
+    dxl = isinstance(chain, VirtualDynamixelChain)
+    for pkt in chain.written:
+        if dxl and pkt[7] == 0x03 and int.from_bytes(pkt[8:10], "little") == address:
+            out.append((pkt[4], int.from_bytes(pkt[10:-2], "little")))
+        elif not dxl and pkt[4] == 0x03 and pkt[5] == address:
+            out.append((pkt[2], int.from_bytes(pkt[6:-1], "little")))
+    return out
+
+
+def test_widowx_servo_settings_at_connect_and_eeprom_written_only_when_different():
+    from vla_robot.robots.dynamixel_bus import DRIVE_MODE
+
+    arm, chain = widowx_on_chain()
+    for sid in arm.ids:
+        chain.servos[sid].table[DRIVE_MODE] = 0x05  # reversed + time-based profile, as Interbotix ships it
+    arm.connect()
+    modes = {sid: chain.servos[sid].table[XM430_TABLE.operating_mode] for sid in arm.ids}
+    assert [modes[sid] for sid in arm.ids] == [3] * 7  # position mode, the gripper too (an XL430: no current mode)
+    assert all(chain.servos[sid].table[DRIVE_MODE] == 0x01 for sid in arm.ids)  # direction bit kept, profile velocity-based
+    velocity = {sid: int.from_bytes(chain.servos[sid].table[112:116], "little") for sid in arm.ids}
+    accel = {sid: int.from_bytes(chain.servos[sid].table[108:112], "little") for sid in arm.ids}
+    assert velocity[1] == 131  # 3.14 rad/s in 0.229 rpm units: Interbotix's own Velocity_Limit
+    assert accel[1] == round(10.0 / (214.577 * 2 * math.pi / 3600))  # 10 rad/s^2
+    gripper_rad_s = 0.1 / abs(arm.joints[-1].units_per_tick) * 2 * math.pi / 4096  # 0.1 m/s of finger travel
+    assert velocity[9] == round(gripper_rad_s / (0.229 * 2 * math.pi / 60))
+    first = {(w.servo_id, w.name) for w in arm.settings_written}
+    assert (1, "operating mode") in first and (9, "profile velocity") in first
+    arm.close()
+
+    n_mode_writes = len(register_writes(chain, XM430_TABLE.operating_mode))
+    arm2 = WidowX250(WidowXConfig(port="virtual://"), serial_factory=lambda port, baud: chain)
+    for sid in arm.ids:
+        chain.servos[sid].table[XM430_TABLE.torque_enable] = 0
+    arm2.connect()
+    assert arm2.settings_written == []  # everything already matched: no EEPROM (or RAM) write at all
+    assert len(register_writes(chain, XM430_TABLE.operating_mode)) == n_mode_writes
+
+
+def test_eeprom_setting_that_differs_under_torque_is_refused_not_fixed_by_dropping_the_arm():
+    from vla_robot.robots.servo_setup import ServoConfigError
+
+    arm, chain = widowx_on_chain()
+    arm.connect()
+    arm.close()
+    chain.servos[4].table[XM430_TABLE.operating_mode] = 16  # someone left the elbow in PWM mode, arm torqued
+    arm2 = WidowX250(WidowXConfig(port="virtual://"), serial_factory=lambda port, baud: chain)
+    n = len(chain.written)
+    with pytest.raises(ServoConfigError, match="id 4: operating mode is 16, the arm needs 3.*torque off"):
+        arm2.connect()
+    assert all(chain.torque_enabled(sid) for sid in arm.ids)  # nobody switched torque off
+    assert not [p for p in chain.written[n:] if p[7] in (0x03, 0x83)]  # and nothing was written
+
+
+def test_hardware_error_register_is_read_and_named():
+    arm, chain = widowx_on_chain()
+    arm.connect()
+    assert arm.read_hardware_errors() == {}
+    chain.servos[4].table[70] = 0x20 | 0x04  # elbow: overload + overheating
+    chain.servos[9].table[70] = 0x01
+    assert arm.read_hardware_errors() == {4: ["overheating", "overload"], 9: ["input voltage"]}
+
+
+class AlertingDynamixelChain(VirtualDynamixelChain):
+    """Status packets carry the Alert bit (0x80) while a servo's Hardware Error Status is set."""
+
+    def _status(self, servo_id, params, error=0):
+        super()._status(servo_id, params, error | (0x80 if self.servos[servo_id].table[70] else 0))
+
+
+def test_a_fault_alert_does_not_fail_the_hold_write_and_is_recorded():
+    config = WidowXConfig(port="virtual://")
+    plain = virtual_chain("dynamixel", config.motor_ids)
+    chain = AlertingDynamixelChain(plain.servos, XM430_TABLE)
+    arm = WidowX250(config, serial_factory=lambda port, baud: chain)
+    arm.connect()
+    chain.servos[6].table[70] = 0x20
+    arm.bus.write(6, XM430_TABLE.goal_position, 2048, 4)  # the servo executes it and raises its alert flag
+    assert arm.bus.alerts == {6: 0x80} and arm.bus.errors == 0
+    assert arm.read_hardware_errors() == {6: ["overload"]}
+    chain.servos[6].table[70] = 0
+
+
+def test_so100_status_register_names_feetech_faults():
+    chain = virtual_chain("feetech", range(1, 7))
+    arm = SO100Arm(SO100Config(port="virtual://"), serial_factory=lambda port, baud: chain)
+    arm.connect()
+    chain.servos[3].table[65] = 0x20 | 0x10  # overload; bit 4 is not a fault bit
+    assert arm.read_hardware_errors() == {3: ["overload"]}
 
 
 def test_bus_faults_raise_errors_that_name_the_problem():
@@ -161,6 +262,19 @@ def test_so100_calibration_offsets_drive_mode_and_range(tmp_path):
     assert len(writes) == 2  # the torque-on hold at the present pose, then the command
     for goals in writes[1:]:
         assert all(1000 <= t <= 3100 for t in goals.values()), goals
+    locks = register_writes(chain, 55)
+    changed = [i + 1 for i, name in enumerate(SO100.joint_names) if cal[name]["homing_offset"] != 0]
+    assert locks == [(sid, v) for sid in changed for v in (0, 1)]  # unlocked around each write that changes an offset
+    assert all(chain.servos[sid].table[33] == 0 for sid in range(1, 7))  # position mode
+    assert chain.servos[1].table[41] == round(10.0 / (100 * TICK))  # 10 rad/s^2 in 100 steps/s^2
+
+    arm.close()
+    for sid in range(1, 7):
+        chain.servos[sid].table[40] = 0
+    n_offsets = len(register_writes(chain, 31))
+    again = SO100Arm(config, serial_factory=lambda port, baud: chain)
+    again.connect()
+    assert len(register_writes(chain, 31)) == n_offsets  # same calibration: the EEPROM is left alone
 
 
 def test_calibration_file_errors_name_the_joint_and_allowed_values(tmp_path):

@@ -13,8 +13,11 @@ from launch_standins import exec_launch_file, install_launch_standins, launch_co
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "deploy.launch.py"
 
 
+PKG = LAUNCH.parents[1] / "ros2_ws" / "src" / "vla_robot_bringup"  # its launch/ and config/ are the share dir's
+
+
 def load_launch_module(monkeypatch, values: dict):
-    install_launch_standins(monkeypatch, lambda p: f"/share/{p}")
+    install_launch_standins(monkeypatch, lambda p: str(PKG))
     namespace = exec_launch_file(LAUNCH, "deploy_launch")
     return namespace, launch_context(namespace, values)
 
@@ -48,14 +51,45 @@ def test_every_node_and_parameter_exists(monkeypatch, robot):
     policy = nodes[-1].kwargs["parameters"][0]
     assert policy["robot"] == {"widowx": "widowx250", "so100": "so100"}[robot]
     assert nodes[1].kwargs["parameters"][0]["device"] == "123"
+    # the hardware defaults an operator gets without asking: the bundle's rate, a quarter of the joint
+    # speed limits, no autostart, a latched command watchdog on the arm
+    assert policy["control_hz"] == 0.0 and policy["control_hz_override"] is False
+    assert policy["velocity_scale"] == 0.25 and policy["autostart"] is False
+    arm = nodes[0].kwargs["parameters"][0]
+    assert arm["cmd_timeout_latch"] is True and arm["estop_topic"] == policy["estop_topic"] == "/estop"
 
 
-def test_sim_includes_the_twin_launch_and_policy_needs_a_bundle(monkeypatch):
-    ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/tmp/bundle"})
+def test_velocity_scale_and_rate_override_are_explicit(monkeypatch):
+    ns, ctx = load_launch_module(monkeypatch, {"robot": "widowx", "policy": "/b", "velocity_scale": "0.6",
+                                               "control_hz": "15", "control_hz_override": "true", "execute_steps": "4"})
+    policy = ns["_nodes"](ctx)[-1].kwargs["parameters"][0]
+    assert policy["velocity_scale"] == 0.6 and policy["control_hz"] == 15.0 and policy["control_hz_override"] is True
+    assert policy["execute_steps"] == 4
+    ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/b"})
+    assert ns["_nodes"](ctx)[-1].kwargs["parameters"][0]["velocity_scale"] == 1.0  # the twin runs at full speed
+
+
+def test_the_policy_node_refuses_a_rate_the_bundle_was_not_trained_at():
+    from vla_robot.policy.runtime_args import resolve_control_rate
+
+    assert resolve_control_rate(30.0, None, False) == 30.0  # unset: the bundle's rate
+    assert resolve_control_rate(30.0, 30.0, False) == 30.0
+    with pytest.raises(ValueError, match="trained at 30 Hz.*control_hz_override:=true"):
+        resolve_control_rate(30.0, 10.0, False, where="control_hz")
+    assert resolve_control_rate(30.0, 10.0, True) == 10.0  # overridden explicitly
+    with pytest.raises(ValueError, match="does not record its control rate"):
+        resolve_control_rate(None, None, False, where="control_hz")
+
+
+def test_sim_runs_the_real_time_twin_nodes_guarded_and_policy_needs_a_bundle(monkeypatch):
+    ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/tmp/bundle", "twin_name": "lab3",
+                                               "size": "64x64"})
     nodes = ns["_nodes"](ctx)
-    assert nodes[0].args[0].args[0].endswith("launch/twin.launch.py")
-    assert dict(nodes[0].kwargs["launch_arguments"]) == {"cameras": "third_person"}
-    assert nodes[-1].kwargs["executable"] == "policy_node"
+    assert [n.kwargs["executable"] for n in nodes] == ["arm_node", "camera_node", "policy_node"]
+    arm = {k: v for item in nodes[0].kwargs["parameters"] if isinstance(item, dict) for k, v in item.items()}
+    assert arm["port"].startswith("twin://widowx250?name=lab3") and arm["cmd_timeout_latch"] is True
+    camera = [item for item in nodes[1].kwargs["parameters"] if isinstance(item, dict)][0]
+    assert camera["device"] == arm["port"] and (camera["width"], camera["height"]) == (64, 64)
     ns, ctx = load_launch_module(monkeypatch, {"robot": "widowx", "policy": ""})
     with pytest.raises(RuntimeError, match="policy:=PATH"):
         ns["_nodes"](ctx)

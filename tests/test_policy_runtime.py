@@ -101,18 +101,24 @@ class StepStampPolicy:
     def __init__(self, chunk_size=8, delay_s=0.0, nan_at=None):
         self.chunk_size, self.action_dim, self.delay_s, self.nan_at = chunk_size, 7, delay_s, nan_at
         self.calls = 0
+        self.threads = []  # the thread of every inference (warm-up must run where inference will)
+        self.gripper = 0.03  # the episode's marker, set on reset
 
     def reset(self, instruction, episode=None):
-        pass
+        self.gripper = float((episode or {}).get("gripper", 0.03))
 
     def describe(self):
         return {"kind": "synthetic"}
 
     def infer(self, obs):
         assert obs.images["third_person"].dtype == np.uint8
+        import threading
+
         self.calls += 1
+        self.threads.append(threading.current_thread().name)
+        gripper = self.gripper  # read before the (slow) inference: the chunk belongs to that episode
         time.sleep(self.delay_s)
-        chunk = np.tile(np.asarray([0.0, -0.6, 0.6, 0.0, 1.2, 0.0, 0.03]), (self.chunk_size, 1))
+        chunk = np.tile(np.asarray([0.0, -0.6, 0.6, 0.0, 1.2, 0.0, gripper]), (self.chunk_size, 1))
         chunk[:, 0] = 0.001 * (obs.step + np.arange(self.chunk_size))  # waist angle names the step
         if self.nan_at is not None and obs.step <= self.nan_at < obs.step + self.chunk_size:
             chunk[self.nan_at - obs.step, 2] = np.nan
@@ -213,7 +219,117 @@ def test_prompt_bucket_pads_left_and_keeps_the_chunk_close(tiny_bundle):
     assert len(shapes) == 1
     a, b = plain.infer(obs)[0], bucketed.infer(obs)[0]
     assert a.shape == b.shape and np.all(np.isfinite(b))
+    # close: float32 round-off of the shifted positions, three orders below what another observation moves
+    other = plain.infer(random_obs(np.random.default_rng(4)))[0]
+    assert np.abs(a - other).max() > 0.1  # the chunk really depends on the input ...
+    np.testing.assert_allclose(b, a, atol=1e-4)  # ... and padding does not change it
     with pytest.raises(ValueError, match="prompt_bucket"):
         RuntimeConfig(prompt_bucket=-1)
     with pytest.raises(ValueError, match="vlm_compile"):
         RuntimeConfig(vlm_compile="max")
+
+
+def test_warmup_runs_on_the_thread_that_runs_inference(twin):
+    for asynchronous, expected in ((True, "policy-inference"), (False, "MainThread")):
+        policy = StepStampPolicy(chunk_size=4)
+        loop = make_loop(twin, policy, asynchronous=asynchronous, control_hz=20.0)
+        try:
+            loop.start_episode("test")
+            loop.warmup(calls=2)
+            assert policy.threads == [expected] * 2
+            loop.run(6)
+            assert set(policy.threads) == {expected}  # and inference itself ran there too
+        finally:
+            loop.close()
+
+
+def test_a_late_chunk_never_leaks_into_the_next_episode(twin):
+    """Inference for episode 1 is still running when episode 2 starts: its chunk is discarded."""
+    policy = StepStampPolicy(chunk_size=30, delay_s=0.4)
+    loop = make_loop(twin, policy, asynchronous=True, control_hz=20.0, safety=SafetyConfig(max_inference_stall_s=5.0))
+    try:
+        loop.start_episode("first", {"gripper": 0.02})
+        loop.run(2)  # the first request is in flight (0.4 s)
+        assert loop.scheduler.in_flight
+        loop.start_episode("second", {"gripper": 0.035})  # does not wait for it
+        records = loop.run(30)
+    finally:
+        loop.close()
+    assert loop.counters["late_chunks_discarded"] == 1
+    acting = [r for r in records if not r.holding]
+    assert acting and all(r.targets[-1] == pytest.approx(0.035) for r in acting)  # only episode 2's chunks ran
+    assert all(r.holding for r in records[:5])  # held while episode 2's first chunk was computed
+
+
+def test_late_ticks_skip_the_actions_of_the_missed_steps_without_a_jump(twin):
+    """A tick that starts periods late (a GC pause, a starved CPU) skips the missed steps by age:
+    the action executed is the one for the current step, and the command moves no faster than allowed."""
+    policy = StepStampPolicy(chunk_size=40)
+    loop = make_loop(twin, policy, asynchronous=True, control_hz=20.0,
+                     chunk=ChunkConfig(request_threshold=0.2), safety=SafetyConfig(max_inference_stall_s=5.0))
+    try:
+        loop.start_episode("test")
+        records = loop.run(5)
+        time.sleep(0.2)  # four periods: the next tick misses its deadline
+        records += loop.run(10)
+    finally:
+        loop.close()
+    assert loop.counters["missed_ticks"] >= 3 and loop.counters["overruns"] >= 1
+    assert loop.counters["actions_skipped_late"] >= 3  # the actions for the missed steps, by age
+    steps = [r.step for r in records]
+    assert max(b - a for a, b in zip(steps, steps[1:])) >= 4  # the step index followed the wall clock
+    acting = [r for r in records if not r.holding]
+    vmax = np.asarray(twin.spec.max_velocity) * (1 / 20.0)
+    for a, b in zip(records, records[1:]):
+        assert np.all(np.abs(b.targets - a.targets) <= vmax + 1e-9)  # no jump: at most one period of motion
+    late = [r for r in acting if r.step > 5]
+    assert late and all(r.targets[0] <= 0.001 * r.step + 1e-12 for r in late)  # never ahead of its step
+    assert late[-1].targets[0] == pytest.approx(0.001 * late[-1].step)  # and catches up with it
+
+
+class BadChunkPolicy(StepStampPolicy):
+    """Every other chunk has the wrong action width (a bundle/robot mismatch that slipped through)."""
+
+    def infer(self, obs):
+        chunk, timings = super().infer(obs)
+        return (chunk[:, :5] if self.calls % 2 == 0 else chunk), timings
+
+
+def test_a_misshaped_chunk_holds_and_the_loop_keeps_running(twin):
+    policy = BadChunkPolicy(chunk_size=4)
+    loop = make_loop(twin, policy, asynchronous=False, chunk=ChunkConfig(request_threshold=0.0))
+    loop.start_episode("test")
+    records = loop.run(12)  # never raises
+    assert loop.counters["bad_chunks"] >= 2
+    assert loop.report()["safety"]["bad_chunk"] == loop.counters["bad_chunks"]
+    assert any(r.holding for r in records) and any(not r.holding for r in records)
+
+
+def test_an_ik_error_holds_instead_of_ending_the_tick():
+    from vla_robot.policy.config import SafetyConfig
+    from vla_robot.policy.safety import SafetyLayer
+    from vla_robot.robots.specs import WIDOWX_250
+
+    s = SafetyLayer(WIDOWX_250, SafetyConfig(), period_s=0.1)
+    home = np.asarray(WIDOWX_250.home)
+
+    def ik(action):
+        raise np.linalg.LinAlgError("singular Jacobian")
+
+    d = s.filter_ee(np.array([0.01, 0, 0, 0, 0, 0, 0.03]), np.array([0.3, 0.0, 0.2]), home, ik)
+    assert d.holding and d.events == ["ik_error"] and s.report()["ik_error"] == 1
+
+
+def test_the_plumbing_sweep_stays_clear_of_the_table_and_inside_the_limits():
+    """The fault tests' contact-free motion: smooth, inside the joint limits and far above the table."""
+    from sim.kinematics import ArmKinematics
+    from vla_robot.policy.expert_replay import sweep_plan
+    from vla_robot.robots.specs import WIDOWX_250
+
+    plan = sweep_plan(WIDOWX_250, control_hz=30.0, seconds=8.0)
+    assert plan.shape == (240, 7)
+    assert np.all(plan >= WIDOWX_250.lower_array) and np.all(plan <= WIDOWX_250.upper_array)
+    steps = np.abs(np.diff(plan, axis=0)).max(axis=0)
+    assert steps[0] > 0.02 and np.all(steps * 30 <= WIDOWX_250.max_velocity_array)  # moving, within the speed limits
+    fk = ArmKinematics("widowx250")
+    assert min(fk.tcp(q)[2] for q in plan[::5]) > 0.1

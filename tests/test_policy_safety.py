@@ -58,7 +58,7 @@ def test_huge_action_is_clamped_to_position_and_velocity_limits():
 
 
 def test_far_out_of_limits_converges_to_the_limit_and_never_beyond():
-    s, _ = layer()
+    s, _ = layer(joint_workspace=False)  # joint limits alone (the workspace guard is tested below)
     target = WIDOWX_250.lower_array - 5.0
     current = HOME
     for _ in range(100):
@@ -129,22 +129,100 @@ def test_workspace_box_clamps_ee_targets():
 
 
 def test_every_action_path_output_is_within_limits_under_random_hostile_input():
-    """Fuzz: whatever the policy emits, the command is finite and inside position limits."""
+    """Fuzz, joint and end-effector paths: whatever the policy (or the IK) emits, every command is
+    finite, inside position limits, at most one period of scaled velocity from the previous command,
+    and its TCP stays in the workspace box and above the table."""
+    from vla_robot.policy.workspace import JointWorkspaceGuard
+
     rng = np.random.default_rng(0)
+    low, high = (0.05, -0.35, -0.02), (0.45, 0.35, 0.4)
     for spec in (WIDOWX_250, SO100):
-        s = SafetyLayer(spec, SafetyConfig(), period_s=1 / 30)
+        config = SafetyConfig(velocity_scale=0.5, workspace_low=low, workspace_high=high)
+        s = SafetyLayer(spec, config, period_s=1 / 30)
+        fk = JointWorkspaceGuard(spec.name, low, high, config.table_z, config.table_clearance)
+        vmax = spec.max_velocity_array * 0.5 / 30
         measured = np.asarray(spec.home)
-        for _ in range(300):
+        previous = measured
+        assert fk.violation(measured) == 0
+        counts = {"hold": 0, "velocity_clamp": 0, "workspace_clamp": 0}
+
+        def ik(action):  # a hostile IK: wild, non-finite or failing
             kind = rng.integers(4)
-            action = rng.normal(scale=10 ** rng.integers(0, 12), size=spec.dof)
+            if kind == 0:
+                raise RuntimeError("no solution")
+            out = previous + rng.normal(scale=10.0 ** rng.integers(-2, 3), size=spec.dof)
             if kind == 1:
-                action[rng.integers(spec.dof)] = rng.choice([np.nan, np.inf, -np.inf])
-            elif kind == 2:
-                action = None
-            d = s.filter(action, measured, obs_age_s=float(rng.exponential(0.2)))
+                out[rng.integers(spec.dof)] = np.nan
+            return out
+
+        for i in range(400):
+            kind = rng.integers(5)
+            if kind == 4:  # the end-effector path
+                action = rng.normal(scale=10.0 ** rng.integers(-3, 2), size=7)
+                if rng.random() < 0.2:
+                    action[rng.integers(7)] = np.nan
+                d = s.filter_ee(action, fk.kinematics.tcp(previous), measured, ik,
+                                obs_age_s=float(rng.exponential(0.2)))
+            else:
+                action = previous + rng.normal(scale=10.0 ** rng.integers(-2, 12), size=spec.dof)
+                if kind == 1:
+                    action[rng.integers(spec.dof)] = rng.choice([np.nan, np.inf, -np.inf])
+                elif kind == 2:
+                    action = None
+                d = s.filter(action, measured, obs_age_s=float(rng.exponential(0.2)))
             assert np.all(np.isfinite(d.targets))
             assert np.all(d.targets >= spec.lower_array - 1e-12) and np.all(d.targets <= spec.upper_array + 1e-12)
-            measured = d.targets
+            assert np.all(np.abs(d.targets - previous) <= vmax + 1e-9), (i, d.events)
+            assert fk.violation(d.targets) == 0, (i, d.events, fk.kinematics.tcp(d.targets))
+            for name in counts:
+                counts[name] += name in d.events or (name == "hold" and d.holding)
+            previous = d.targets
+            measured = d.targets + rng.normal(scale=0.01, size=spec.dof)  # the arm lags a little
+        assert all(v > 5 for v in counts.values()), counts  # every rule was exercised, not just passed
+
+
+def test_a_hold_keeps_the_last_command_no_jump_no_sag_and_the_grip():
+    s, _ = layer()
+    moving = HOME.copy()
+    moving[-1] = WIDOWX_250.gripper_closed  # the gripper closed on an object
+    for _ in range(3):  # the fingers close at 0.1 m/s
+        s.filter(moving, HOME)
+    command = s.filter(moving + 0.02 * np.r_[np.ones(6), 0], HOME).targets
+    sagging = command - 0.03  # the arm lags below its command; the fingers stopped on the object
+    sagging[-1] = 0.025
+    for reason in ({"action": None}, {"action": command, "obs_age_s": 9.0}, {"action": np.full(7, np.nan)}):
+        d = s.filter(reason.pop("action"), sagging, **reason)
+        assert d.holding
+        np.testing.assert_allclose(d.targets, command)  # no jump to the measured pose, no sag
+        assert d.targets[-1] == WIDOWX_250.gripper_closed  # the grip is kept
+    resumed = s.filter(command + 0.5, sagging)
+    assert not resumed.holding
+    assert np.all(np.abs(resumed.targets - command)[:6] <= 3.14 * 0.1 + 1e-9)  # resuming is rate-limited
+
+
+def test_joint_workspace_guard_keeps_the_tcp_above_the_table_and_in_the_box():
+    from vla_robot.policy.workspace import JointWorkspaceGuard
+
+    s, _ = layer(velocity_scale=0.25)
+    fk = JointWorkspaceGuard("widowx250", (-0.6, -0.6, -0.02), (0.6, 0.6, 0.7))
+    dive = HOME.copy()
+    dive[1] += 1.2  # shoulder forward and down: the gripper would go through the table
+    dive[-1] = 0.02
+    command = HOME
+    events = []
+    for _ in range(40):
+        d = s.filter(dive, command)
+        events += d.events
+        command = d.targets
+        assert fk.kinematics.tcp(command)[2] >= 0.005 - 1e-9
+    assert "workspace_clamp" in events and s.report()["workspace_clamp"] >= 1
+    assert fk.kinematics.tcp(command)[2] < 0.02  # it went as low as allowed, not stopped early
+    assert command[-1] == pytest.approx(0.02)  # the gripper still obeys
+    box = JointWorkspaceGuard("widowx250", (0.1, -0.05, 0.0), (0.3, 0.05, 0.3))
+    reach = HOME.copy()
+    reach[0] = 1.0  # waist swings the TCP out of the narrow box sideways
+    limited, clamped = box.limit(HOME, reach)
+    assert clamped and box.violation(limited) == 0 and 0 < limited[0] < 1.0
 
 
 def test_bad_safety_config_names_the_key():

@@ -105,9 +105,9 @@ def test_bad_inputs_are_rejected_counted_and_nothing_crashes(stack):
     for msg in (unknown, short, hostile):
         pubs["traj"].publish(msg)
 
-    assert wait_for(lambda: rec.recorder.stats.rejected["images/cam"] == 3 and rec.recorder.stats.rejected["state"] >= 1
+    assert wait_for(lambda: rec.status()["rejected"]["images/cam"] == 3 and rec.status()["rejected"]["state"] >= 1
                     and arm.rejected == 2)
-    assert "encoding 'mono8' not supported" in rec.recorder.stats.last_error or rec.recorder.stats.rejected["state"]
+    assert "encoding 'mono8' not supported" in rec.recorder.stats.last_error or rec.status()["rejected"]["state"]
     assert "unknown joint names ['claw']" in arm.last_error or "missing joints" in arm.last_error
     # the hostile command was clamped before the wire: every goal written since is inside the limits
     assert wait_for(lambda: arm.robot.clamp.position_clamps >= 1)

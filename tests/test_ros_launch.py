@@ -9,7 +9,6 @@ the same type (rclpy refuses a mismatch). Then colcon really builds the package.
 import ast
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -95,16 +94,33 @@ def test_every_launch_file_parses_and_is_installed():
     {"robot": "so100", "teleop": "leader", "camera_source": "opencv", "cameras": "front",
      "calibration_path": "~/so100.json", "leader_calibration": "~/leader.json"},
     {"robot": "sim"},
-    {"robot": "widowx", "teleop": "none", "port": "/dev/ttyUSB0"},
+    {"robot": "widowx", "teleop": "none", "port": "/dev/ttyUSB0", "console": "false"},
+    {"robot": "so100", "console_host": "0.0.0.0", "console_port": "9000", "console_token": "x" * 20},
 ])
 def test_collect_launch_nodes_and_parameters_exist(monkeypatch, values):
     params = node_params()
     nodes = run_launch(monkeypatch, "collect", values)
     check_nodes(nodes, params)
     exes = [n.kwargs["executable"] for n in nodes]
+    if values.get("console") == "false":
+        assert "console_node" not in exes and exes[-1] == "recorder_node"
+    else:  # the browser console reads the recorder's store and shows its cameras
+        assert exes[-2:] == ["recorder_node", "console_node"]
+        recorder, console = (n.kwargs["parameters"][-1] for n in nodes[-2:])
+        assert (console["store"], console["cameras"], console["robot"]) == \
+            (recorder["store"], recorder["cameras"], recorder["robot"])
+        assert console["host"] == values.get("console_host", "127.0.0.1")
+        assert console.get("token", "") == values.get("console_token", "")
+        exes = exes[:-1]
     assert exes[-1] == "recorder_node"
-    if values["robot"] == "sim":
-        assert exes == ["twin_node", "recorder_node"]
+    if values["robot"] == "sim":  # the real-time twin: arm on the twin's bus, free-running cameras, scripted teleop
+        assert exes == ["arm_node", "camera_node", "camera_node", "teleop_node", "recorder_node"]
+        arm, teleop = nodes[0].kwargs["parameters"][-1], nodes[3].kwargs["parameters"][-1]
+        cameras = [n.kwargs["parameters"][-1] for n in nodes[1:3]]
+        assert arm["port"].startswith("twin://widowx250?name=collect") and arm["robot"] == "widowx"
+        assert {c["device"] for c in cameras} == {arm["port"]} and teleop["twin"] == arm["port"]
+        assert [c["camera_name"] for c in cameras] == ["third_person", "wrist"] and teleop["enabled"] is False
+        assert all(c["source"] == "twin" for c in cameras)
     else:
         assert exes[0] == "arm_node" and exes.count("camera_node") == len(values.get("cameras", "front,wrist").split(","))
     if values.get("teleop") == "leader":
@@ -114,12 +130,29 @@ def test_collect_launch_nodes_and_parameters_exist(monkeypatch, values):
 
 @pytest.mark.parametrize("name, values", [
     ("teleop", {"mode": "joy"}), ("teleop", {"mode": "leader", "robot": "so100"}), ("twin", {"size": "640x480"}),
+    ("twin", {"robot": "so100", "scripted": "true", "depth": "true", "name": "lab2"}),
     ("deploy", {"robot": "widowx", "policy": "/tmp/bundle"}), ("deploy", {"robot": "sim", "policy": "/tmp/bundle"}),
 ])
 def test_other_launch_files_nodes_and_parameters_exist(monkeypatch, name, values):
     nodes = [n for n in run_launch(monkeypatch, name, values) if "executable" in n.kwargs]
     assert nodes
     check_nodes(nodes, node_params())
+
+
+def test_twin_launch_gives_every_node_the_same_twin_address(monkeypatch):
+    nodes = run_launch(monkeypatch, "twin", {"robot": "so100", "scripted": "true", "name": "lab2", "seed": "7"})
+    params = [n.kwargs["parameters"][-1] for n in nodes]
+    assert [n.kwargs["executable"] for n in nodes] == ["arm_node", "camera_node", "camera_node", "teleop_node"]
+    address = params[0]["port"]
+    assert address.startswith("twin://so100?name=lab2&seed=7") and params[0]["robot"] == "so100"
+    assert [p["device"] for p in params[1:3]] == [address, address] and params[3]["twin"] == address
+    assert params[3]["robot"] == "so100" and params[3]["enabled"] is True
+    from sim.realtime import parse_twin_url
+
+    parsed = parse_twin_url(address)
+    assert (parsed.arm, parsed.name, parsed.seed, parsed.driver_kind) == ("so100", "lab2", 7, "so100")
+    assert [n.kwargs["executable"] for n in run_launch(monkeypatch, "twin", {})] == ["arm_node", "camera_node",
+                                                                                    "camera_node"]
 
 
 def test_bad_launch_argument_is_a_clear_error(monkeypatch):
@@ -129,8 +162,7 @@ def test_bad_launch_argument_is_a_clear_error(monkeypatch):
 
 def test_yaml_configs_only_set_declared_parameters():
     params = node_params()
-    node_exe = {"arm": "arm_node", "leader": "arm_node", "recorder": "recorder_node", "teleop": "teleop_node",
-                "twin": "twin_node"}
+    node_exe = {"arm": "arm_node", "leader": "arm_node", "recorder": "recorder_node", "teleop": "teleop_node"}
     for path in (PKG / "config").glob("*.yaml"):
         for node, entry in yaml.safe_load(path.read_text()).items():
             exe = node_exe.get(node, "camera_node" if node.startswith("camera_") else None)
@@ -149,25 +181,17 @@ def test_package_xml_is_valid_for_ament():
     assert "script_dir=$base/lib/vla_robot_bringup" in cfg and "install_scripts=$base/lib/vla_robot_bringup" in cfg
 
 
-def test_colcon_build_installs_executables_launch_files_and_ament_index(tmp_path):
-    colcon = Path(sys.executable).with_name("colcon")
-    result = subprocess.run(
-        [str(colcon), "--log-base", str(tmp_path / "log"), "build", "--base-paths", str(ROOT / "ros2_ws" / "src"),
-         "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    prefix = tmp_path / "install" / "vla_robot_bringup"
+def test_colcon_build_installs_executables_launch_files_and_ament_index(colcon_install):
+    """The session's colcon build of ros2_ws (conftest ``colcon_install``; process tests start its executables)."""
+    prefix = colcon_install.prefix
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "vla_robot_bringup").is_file()
-    share = prefix / "share" / "vla_robot_bringup"
+    share = colcon_install.share
     assert sorted(p.name for p in (share / "launch").iterdir()) == sorted(p.name for p in LAUNCH.glob("*.launch.py"))
     assert {p.name for p in (share / "config").iterdir()} >= {"collect_widowx.yaml", "collect_so100.yaml",
                                                               "collect_sim.yaml", "twin.yaml", "teleop.yaml"}
     for exe in entry_points():
-        script = prefix / "lib" / "vla_robot_bringup" / exe
+        script = colcon_install.executable(exe)
         assert script.is_file() and os.access(script, os.X_OK), exe
-    site = next((prefix / "lib").glob("python3*/site-packages"))  # what `source install/setup.bash` adds
-    probe = subprocess.run([str(prefix / "lib" / "vla_robot_bringup" / "arm_node"), "--ros-args", "-p", "robot:=nope"],
-                           capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONPATH": str(site)})
+    probe = subprocess.run([str(colcon_install.executable("arm_node")), "--ros-args", "-p", "robot:=nope"],
+                           capture_output=True, text=True, timeout=60, env=colcon_install.environment())
     assert probe.returncode != 0 and "unknown robot kind 'nope'" in probe.stderr  # the installed script runs our node

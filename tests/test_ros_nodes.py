@@ -70,13 +70,22 @@ def test_arm_node_publishes_joint_states_above_50hz_and_serves_torque_and_estop(
     assert wait_for(lambda: len(applied) >= 2)
     assert applied[-1][2] <= arm.spec.upper[2] + 1e-9  # the echo is the clamped command ...
     np.testing.assert_allclose(applied[-1], robot.last_targets)  # ... the one written to the bus
-    assert call(client, Trigger, "/arm/estop").success
-    assert not any(chain.torque_enabled(sid) for sid in robot.ids)
+    held = robot.last_targets.copy()
+    reply = call(client, Trigger, "/arm/estop")
+    assert reply.success and "holding the last commanded pose" in reply.message
+    assert all(chain.torque_enabled(sid) for sid in robot.ids)  # category 2: torque stays on, nothing falls
     cmd.publish(trajectory_msg(arm.names, target * 0, 0.0))
-    assert wait_for(lambda: arm.refused == 1)  # refused while e-stopped, counted
+    assert wait_for(lambda: arm.guard.counts["refused_while_held"] == 1)  # ignored while e-stopped, counted
+    np.testing.assert_allclose(robot.last_targets, held)
+    assert not call(client, Trigger, "/arm/start").success  # start is refused while the e-stop is latched
     assert call(client, Trigger, "/arm/release_estop").success
-    assert call(client, SetBool, "/arm/torque", data=True).success
-    assert all(chain.torque_enabled(sid) for sid in robot.ids)
+    time.sleep(0.2)
+    np.testing.assert_allclose(robot.last_targets, held)  # release alone moves nothing
+    cmd.publish(trajectory_msg(arm.names, target * 0, 0.0))
+    assert wait_for(lambda: arm.guard.counts["refused_while_held"] == 2)  # still held until ~/start
+    assert call(client, Trigger, "/arm/start").success
+    cmd.publish(trajectory_msg(arm.names, target, 0.0))
+    assert wait_for(lambda: np.allclose(robot.last_targets, target))  # commands move it again after start
 
 
 def test_realsense_camera_node_publishes_image_and_camera_info(proc, tmp_path):
@@ -210,7 +219,7 @@ def test_recorder_records_aligned_depth_losslessly(proc, tmp_path):
     bad = depth_to_msg(np.zeros((6, 8), np.uint16), 2000.0, "cam")
     bad.encoding = "32FC1"
     depth_pub.publish(bad)
-    assert wait_for(lambda: rec.recorder.stats.rejected.get("depth/cam") == 1)
+    assert wait_for(lambda: rec.status()["rejected"].get("depth/cam") == 1)
     rec.save_episode(True)
     ep = EpisodeStore.open(store).read_episode(0)
     n = len(ep["state"])

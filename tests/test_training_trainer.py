@@ -194,14 +194,17 @@ def test_tiny_model_overfits_a_small_twin_store(setup, tmp_path):
 
 
 def test_ddp_with_two_cpu_processes_via_accelerate_launch(setup, tmp_path):
-    """The documented multi-GPU path, on CPU: `accelerate launch` with 2 processes (gloo DDP)."""
+    """The documented multi-GPU path, on CPU: `accelerate launch --multi_gpu` with 2 processes (gloo DDP).
+
+    (`accelerate launch --cpu --num_processes 2` starts ONE process unless mpirun is set up; this
+    test once passed that way without any DDP. The RNG file of process 1 proves two ran.)"""
     import os
     import subprocess
     import sys
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.cli",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.cli",
            *_overrides(setup, out, "strategy.name=lora", "steps=2", "grad_accum=2", "data.batch_size=2")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -209,5 +212,7 @@ def test_ddp_with_two_cpu_processes_via_accelerate_launch(setup, tmp_path):
     assert proc.stdout.count("trainable params:") == 1  # printed by the main process only
     rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
+    ckpt = out / "checkpoints" / "step_0000002"
+    assert (ckpt / "rng_rank1.pt").is_file() and json.loads((ckpt / "state.json").read_text())["world_size"] == 2
     model, _ = load_bundle(out / "bundle")
     assert model.config.horizon == 4

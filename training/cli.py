@@ -4,8 +4,10 @@
     vla-train data.stores=[demo.zarr] model.family=paligemma model.backbone=google/paligemma-3b-pt-224 \\
               strategy.name=staged strategy.stage1.stores=[bridge.zarr:0.7,own.zarr:0.3]
     vla-train --make-tiny-backbone paligemma /tmp/tiny   # a random local backbone for trying things out
+    vla-train --export-bundle runs/x                     # bundle from a run's newest checkpoints (also FSDP)
 
-Multi-GPU/multi-node: `accelerate launch --config_file my_accel.yaml -m training.cli --config my.yaml`.
+Multi-GPU/multi-node: `accelerate launch --config_file my_accel.yaml -m training.cli --config my.yaml`
+(docs/training.md: DDP, FSDP with distributed.sharding=fsdp, torchrun and SLURM).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--make-tiny-backbone", nargs=2, metavar=("FAMILY", "DIR"),
                    help="write a tiny random backbone of FAMILY (paligemma|qwen2_vl|qwen2_5_vl|idefics3) to DIR and exit")
     p.add_argument("--image-size", type=int, default=32, help="image size of --make-tiny-backbone")
+    p.add_argument("--export-bundle", metavar="RUN_DIR",
+                   help="write the policy bundle of RUN_DIR from its newest checkpoints (replicated or sharded) and exit")
+    p.add_argument("--out", help="bundle directory for --export-bundle (default: RUN_DIR/bundle)")
     return p
 
 
@@ -39,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         print(make_tiny_backbone(args.make_tiny_backbone[0], args.make_tiny_backbone[1], image_size=args.image_size))
         return 0
     try:
+        if args.export_bundle:
+            from training.export import export_bundle
+
+            print(f"bundle: {export_bundle(args.export_bundle, args.out)}")
+            return 0
         cfg = load_config(args.config, args.overrides)
         if args.print_config:
             import yaml

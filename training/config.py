@@ -19,8 +19,18 @@ from vla_robot.config_utils import unknown_fields
 
 VQA_QUESTION_SETS = ("all", "scene", "grounding")  # kinds of twin VQA pairs (training/vqa.py scene_questions)
 STRATEGIES = ("full", "lora", "freeze_vision", "freeze_llm", "head_only", "staged")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "bf16_pure")
+# bf16_pure stores the frozen backbone in bf16 (memory); only strategies whose trained weights
+# are all float32 adapters/heads may use it: a bf16 weight rounds a 1e-4 update away.
+PURE_BF16_STRATEGIES = ("lora", "head_only")
 LORA_PARTS = ("llm", "vision")
+SHARDING = ("none", "fsdp")
+# Settings that never change the optimisation: a resumed run may differ in them silently.
+RESUME_FREE_KEYS = ("out_dir", "resume", "resume_apply", "log_every", "val_every", "val_batches", "ckpt_every",
+                    "keep_checkpoints", "stop_after", "wandb_project", "merge_lora", "data.num_workers",
+                    "distributed.reshard_after_forward")
+# Settings a resumed run can never change: they decide which tensors exist and train.
+RESUME_FIXED_PREFIXES = ("model.", "strategy.", "distributed.")
 
 
 class ConfigError(ValueError):
@@ -29,10 +39,36 @@ class ConfigError(ValueError):
 
 @dataclass
 class StoreRef:
-    """One episode store in a mixture; `weight` is its relative sampling probability."""
+    """One episode store in a mixture; `weight` is its relative sampling probability.
+
+    `cameras` names this store's cameras in the model's camera order, for a store (often
+    another robot's, in a stage-1 mixture) whose cameras are named differently; empty: the
+    same names as the model's.
+    """
 
     url: str = ""
     weight: float = 1.0
+    cameras: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AugmentSection:
+    """Training-time image augmentation, as OpenVLA-OFT and openpi train (off by default).
+
+    A random crop of `crop_scale` of the image area (aspect kept) resized back, then colour
+    jitter: brightness, contrast and saturation factors drawn from [1 - x, 1 + x] and a hue
+    shift of up to `hue` of a turn. Validation and deployment see no jitter and the centre
+    crop of the same area (the bundle records `crop_scale`), so train and test frames show
+    objects at the same scale. Each sample's draw is a function of (seed, its position in
+    the sample stream): the same on any number of processes and workers, and on resume.
+    """
+
+    enabled: bool = False
+    crop_scale: float = 0.9
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.05
 
 
 @dataclass
@@ -41,9 +77,10 @@ class DataConfig:
     cameras: list[str] = field(default_factory=list)  # empty: every camera of the first store
     val_fraction: float = 0.1
     split_seed: int = 0
-    batch_size: int = 8
+    batch_size: int = 8  # per process: the global batch is batch_size x processes (x grad_accum per step)
     num_workers: int = 0
     stats_path: str = ""  # JSON stats file; empty: computed from the training stores
+    augment: AugmentSection = field(default_factory=AugmentSection)
 
 
 @dataclass
@@ -63,6 +100,11 @@ class ModelSection:
     num_bins: int = 256
     goal_loss_weight: float = 0.0  # > 0: the head predicts the episode's final state and acts on it (models/head.py)
     trust_remote_code: bool = False
+    gradient_checkpointing: bool = False  # recompute the backbone's layer activations in backward (memory for time)
+    # Overrides of the checkpoint's image processor settings, saved with the bundle's processor,
+    # e.g. {do_image_splitting: false} for SmolVLM or {max_pixels: 200704} for Qwen2.5-VL.
+    image_processor: dict = field(default_factory=dict)
+    max_image_tokens: int = 512  # refuse a processor that turns one camera frame into more tokens (0: no limit)
 
 
 @dataclass
@@ -117,12 +159,26 @@ class OptimConfig:
 
 
 @dataclass
+class DistributedSection:
+    """How a multi-process run splits the model (processes come from `accelerate launch` / torchrun).
+
+    `sharding=none`: DDP, a full replica per process. `sharding=fsdp`: FSDP2 (`fully_shard`)
+    over the backbone's layers, sharded checkpoints that every process writes. An accelerate
+    config with `distributed_type: FSDP` selects fsdp as well.
+    """
+
+    sharding: str = "none"
+    reshard_after_forward: bool = True  # FSDP: free gathered layer weights after forward (memory) or keep them (speed)
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelSection = field(default_factory=ModelSection)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     vqa: VQAConfig = field(default_factory=VQAConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
     steps: int = 100
     grad_accum: int = 1
     precision: str = "fp32"
@@ -132,7 +188,11 @@ class TrainConfig:
     val_every: int = 50
     val_batches: int = 4
     ckpt_every: int = 50
+    keep_checkpoints: int = 3  # keep the newest K checkpoints of each phase (0: keep all)
     resume: bool = True  # continue from the newest checkpoint in out_dir when there is one
+    # Dotted keys that may differ from the checkpoint's config on resume, applied from then on
+    # (e.g. [optim.lr_head, steps]); any other difference is refused.
+    resume_apply: list[str] = field(default_factory=list)
     merge_lora: bool = True  # bundle with LoRA merged (True) or base + adapter (False)
     wandb_project: str = ""
     stop_after: int = 0  # stop after this many optimizer steps of the current phase (simulates an interruption)
@@ -143,6 +203,31 @@ class TrainConfig:
             raise ConfigError(f"strategy.name {s.name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
+        if self.precision == "bf16_pure" and s.name not in PURE_BF16_STRATEGIES:
+            raise ConfigError(f"precision bf16_pure stores the backbone in bf16, where AdamW rounds small updates "
+                              f"away; strategy {s.name!r} trains backbone weights (or merges stage-1 LoRA into them). "
+                              f"Use precision=bf16 (float32 master weights, bf16 autocast); bf16_pure is for "
+                              f"{' and '.join(PURE_BF16_STRATEGIES)} only")
+        if self.distributed.sharding not in SHARDING:
+            raise ConfigError(f"distributed.sharding {self.distributed.sharding!r} is unknown; "
+                              f"allowed: {', '.join(SHARDING)}")
+        fixed = [k for k in self.resume_apply if k.startswith(RESUME_FIXED_PREFIXES) or k in ("model", "strategy",
+                                                                                             "distributed")]
+        if fixed:
+            raise ConfigError(f"resume_apply {fixed}: model, strategy and distributed settings decide which tensors "
+                              "exist and cannot change on resume; start a new out_dir")
+        if self.keep_checkpoints < 0:
+            raise ConfigError(f"keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}")
+        aug = self.data.augment
+        if not 0 < aug.crop_scale <= 1:
+            raise ConfigError(f"data.augment.crop_scale must be in (0, 1] (fraction of the image area), got {aug.crop_scale}")
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0 <= getattr(aug, name) < 1:
+                raise ConfigError(f"data.augment.{name} must be in [0, 1), got {getattr(aug, name)}")
+        if not 0 <= aug.hue <= 0.5:
+            raise ConfigError(f"data.augment.hue must be in [0, 0.5] (fraction of a turn), got {aug.hue}")
+        if self.model.max_image_tokens < 0:
+            raise ConfigError(f"model.max_image_tokens must be >= 0 (0: no limit), got {self.model.max_image_tokens}")
         if not self.data.stores:
             raise ConfigError("data.stores is empty: list at least one episode store (url)")
         for where, stores in (("data.stores", self.data.stores), ("strategy.stage1.stores", s.stage1.stores)):
@@ -175,6 +260,9 @@ class TrainConfig:
             raise ConfigError(f"vqa.questions {self.vqa.questions!r} is unknown; allowed: {', '.join(VQA_QUESTION_SETS)}")
         if self.vqa.n_cards < 0 or self.vqa.n_cards == 1:
             raise ConfigError(f"vqa.n_cards must be 0 (the twin's default) or >= 2, got {self.vqa.n_cards}")
+        if self.vqa.ratio > 0 and s.name == "head_only":
+            raise ConfigError("vqa.ratio > 0 with strategy head_only: VQA batches train the backbone under the LM "
+                              "loss, and head_only freezes all of it; set vqa.ratio=0 or pick lora")
         if self.model.target == "discrete" and s.name == "head_only":
             raise ConfigError("strategy head_only trains nothing with model.target discrete (the LM predicts "
                               "the action tokens); pick lora, full or freeze_vision")
@@ -226,6 +314,10 @@ def _coerce(tp, value, where: str):
         return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
     if args and origin is not None:  # Optional[X] / X | None
         return _coerce(args[0], value, where)
     try:
@@ -302,3 +394,34 @@ def _plain(x):
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not (name.endswith("image_processor")):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = _plain(value)
+    return out
+
+
+def resume_changes(saved: dict, cfg: TrainConfig) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """Compare a checkpoint's config with this run's → (refused, applied) lists of (key, old, new).
+
+    Keys in `RESUME_FREE_KEYS` may differ freely (logging, checkpoint cadence, workers). A key
+    listed in `cfg.resume_apply` (or under a listed section, e.g. `optim`) is applied; keys
+    under `RESUME_FIXED_PREFIXES` decide which tensors exist and can never change."""
+    old, new = _flatten(saved), _flatten(cfg.to_dict())
+    refused, applied = [], []
+    for key in sorted(set(old) | set(new)):
+        if key in RESUME_FREE_KEYS or old.get(key) == new.get(key):
+            continue
+        change = (key, old.get(key), new.get(key))
+        listed = any(key == k or key.startswith(k + ".") for k in cfg.resume_apply)
+        if listed and not key.startswith(RESUME_FIXED_PREFIXES):
+            applied.append(change)
+        else:
+            refused.append(change)
+    return refused, applied

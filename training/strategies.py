@@ -91,3 +91,17 @@ def apply_strategy(model: VLAModel, name: str, lora: LoraSection | None = None) 
 def describe(model: VLAModel) -> str:
     trainable, total = model.parameter_counts()
     return f"trainable params: {trainable:,} / {total:,} ({100.0 * trainable / max(total, 1):.2f}%)"
+
+
+def enable_gradient_checkpointing(model: VLAModel) -> None:
+    """Recompute each backbone layer's activations in backward instead of storing them.
+
+    Non-reentrant checkpointing: it needs no input that requires grad, so it works with frozen
+    embeddings (LoRA, freeze_*), and it keeps the query-injection hook on the embeddings intact.
+    """
+    backbone = unwrap(model.backbone)
+    kwargs = {"use_reentrant": False}
+    if hasattr(backbone, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns
+        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

@@ -17,10 +17,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vla_robot.demo.cli", "the main job on the embedded default (twin, no robot, no GPU, no hub)"),
     "rollout": ("sim.rollout_cli", "run the scripted expert in the twin and save a video"),
     "collect": ("vla_robot.recorder.collect_cli", "record demonstrations through the ROS 2 nodes (sim: composed in one process)"),
+    "console": ("vla_robot.ros.recorder_console", "keys and live status for a running recorder (its own terminal; ros2 launch)"),
     "deploy": ("vla_robot.policy.deploy_cli", "drive an arm (or the twin) with a policy bundle"),
     "eval": ("vla_robot.policy.eval_cli", "closed-loop evaluation of a policy bundle in the twin"),
     "study": ("vla_robot.demo.study_cli", "compare update strategies on the GrinningFace twin"),
 }
+
+
+# Clients of nodes the operator started (ros2 launch): they join the operator's ROS domain.
+OPERATOR_DOMAIN = {"console"}
 
 
 def _local_dds_defaults() -> None:
@@ -51,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     module_name, help_text = SUBCOMMANDS[name]
-    _local_dds_defaults()
+    if name not in OPERATOR_DOMAIN:
+        _local_dds_defaults()
     module = importlib.import_module(module_name)
     sub_parser = argparse.ArgumentParser(prog=f"vla-robot {name}", description=help_text)
     module.add_arguments(sub_parser)

@@ -156,6 +156,55 @@ def cmd_from_lerobot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_from_rosbag(args: argparse.Namespace) -> int:
+    from vla_robot.recorder.rosbag_import import BagImporter
+    from vla_robot.recorder.rosbag_mapping import BagMapping
+
+    mapping = BagMapping.load(args.config)
+    report = BagImporter(mapping, args.out, progress=not args.quiet).run(args.bags)
+    for e in report.saved:
+        print(f"episode {e['index']}: {e['steps']} steps, {'success' if e['success'] else 'failure'}, "
+              f"{e['dropped_steps']} dropped, {e['instruction']!r} ({Path(e['bag']).name} @ {e['bag_time']:.2f})")
+    for e in report.discarded:
+        print(f"discarded: {e['steps']} steps from {Path(e['bag']).name} @ {e['bag_time']:.2f}: {e['reason']}")
+    rejected = {k: v for k, v in report.rejected.items() if v}
+    if rejected:
+        print(f"malformed messages skipped: {rejected}")
+    for f in report.failed:
+        where = f" (episode starting at {f['episode']:.2f} discarded)" if f["episode"] is not None else ""
+        print(f"FAILED {f['bag']}{where}: {f['reason']}", file=sys.stderr)
+    print(f"{len(report.saved)} episodes imported into {args.out}"
+          + (f"; {len(report.failed)} bag(s) failed, their good episodes kept" if report.failed else ""))
+    return 0 if report.ok else 1
+
+
+ROSBAG_EPILOG = """mapping file (YAML), e.g.:
+  robot: widowx250                       # widowx250 | so100: joint names and order
+  control_rate_hz: 30
+  joint_states: /joint_states            # sensor_msgs/JointState
+  action: /arm/applied_command           # sensor_msgs/JointState or trajectory_msgs/JointTrajectory
+  cameras:
+    front: {topic: /front/image_raw, depth: /front/depth/image_raw, info: /front/camera_info}
+    wrist: {topic: /wrist/image_raw/compressed}     # sensor_msgs/CompressedImage (JPEG/PNG)
+  episodes:
+    split: bag            # bag (one per bag) | marker | instruction | gap
+    marker_topic: /episode_marker        # split: marker; std_msgs/String start, success, failure, stop, discard
+    instruction_topic: /instruction      # std_msgs/String; split: instruction starts an episode at each message
+    gap_s: 2.0            # split: gap; joint states silent this long end an episode
+    success: true         # label of episodes no marker labelled
+  instruction: put the cube on the grinning face   # until an instruction topic speaks
+  stamps: header          # header (as the recorder aligns) | receive (the bag's log time)
+  types: {my_msgs/msg/Marker: msg/Marker.msg}      # definitions a bag lacks
+
+  max_skew_s: 0.05        # optional, as the recorder's parameters of the same name
+  max_wait_s: 1.0
+
+Streams are aligned by the recorder's own code (align_samples): markers are the operator's start and
+save, and a bag gives the store a live recording of the same streams gives. Exit status 1 when a bag
+or an episode was corrupt (it is named; every good episode is kept), 2 on a mapping or bag error
+(nothing written)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-data",
@@ -227,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=95)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_from_lerobot)
+
+    p = sub.add_parser("from-rosbag", help="import ROS 2 bags (mcap, sqlite3) into a store, aligned like the recorder",
+                       description="Convert ROS 2 bags into episodes (pure Python; no ROS install needed).",
+                       epilog=ROSBAG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bags", nargs="+", metavar="BAG", help="a rosbag2 folder (with metadata.yaml) or a .mcap / .db3 file")
+    p.add_argument("--config", required=True, metavar="MAPPING.yaml", help="which topics are which streams (see below)")
+    p.add_argument("--out", required=True, metavar="STORE", help="episode store; appended to when it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_from_rosbag)
     return parser
 
 

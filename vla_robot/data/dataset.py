@@ -41,13 +41,21 @@ def _split_score(seed: int, store_id: str, episode: int, start_time: Any) -> flo
 def split_episodes(
     refs: list[EpisodeRef], keys: list[str], val_fraction: float, seed: int
 ) -> tuple[list[EpisodeRef], list[EpisodeRef]]:
-    """Episode-level split by a stable hash; at least one val episode when there are >= 2 episodes."""
+    """Episode-level split by a stable hash: at least one training episode, and with >= 2 episodes
+    at least one on each side.
+
+    Small stores need the second guarantee as much as the first: with 2 episodes and
+    ``val_fraction=0.1`` both hash below the fraction about 1 % of the time, and the whole store
+    went to validation (the demo's quick run then failed with "no training episodes").
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     scores = [_split_score(seed, key, r.episode, "") for r, key in zip(refs, keys)]
     val = {i for i, s in enumerate(scores) if s < val_fraction}
     if not val and val_fraction > 0 and len(refs) >= 2:
         val = {int(np.argmin(scores))}
+    if refs and len(val) == len(refs):
+        val.discard(int(np.argmax(scores)))  # the least "val-like" episode trains
     train = [r for i, r in enumerate(refs) if i not in val]
     return train, [r for i, r in enumerate(refs) if i in val]
 
@@ -137,11 +145,14 @@ class VLADataset(Dataset):
         if handle is None:
             given = self._given.get(pos) if self._pid == os.getpid() else None
             store = EpisodeStore.open(self.urls[pos]) if given is None else given
+            seg_start, seg_end = contiguous_runs(store.step_index(), store.episode_ends)
             handle = {
                 "store": store,
                 "state": np.asarray(store._array("data/state")[: store.num_frames]),
                 "action": np.asarray(store._array("data/action")[: store.num_frames]),
                 "images": {c: _frame_reader(store, c) for c in self.cameras},
+                "seg_start": seg_start,
+                "seg_end": seg_end,
             }
             self._handles[pos] = handle
         return handle
@@ -169,17 +180,23 @@ class VLADataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """Keys: images {cam: uint8 (3,H,W)}, state (S,), instruction, action (H,A), action_is_pad (H,),
+        """Keys: images {cam: uint8 (3,H,W)}, state (S,), instruction, action (H,A), action_is_pad (H,)
+        (padded past the episode's end and past a hole: a chunk never spans one),
         goal_state (S,): the state at the episode's last frame, where the demonstration ended up),
         episode_index, frame_index, store_index, task_id, emoji_id, success; with history > 0 also
         images_history {cam: (history,3,H,W)}, state_history (history,S), history_is_pad (history,)
-        (history frames before the episode start repeat frame 0 and are flagged as pad)."""
+        (history frames before the episode start or a hole repeat the first frame after it, flagged as pad)."""
         ref, t = self.locate(index)
         handle = self._store(ref.store)
         state, action = handle["state"], handle["action"]
+        # A chunk (and a history) stays inside the run of contiguous grid steps around t: past the
+        # episode's end or a hole, actions are padded with the last one before it, never taken from
+        # the far side of the hole.
+        first = int(handle["seg_start"][ref.start + t]) - ref.start
+        last = int(handle["seg_end"][ref.start + t]) - ref.start - 1
         steps = np.arange(t, t + self.horizon)
-        is_pad = steps >= ref.length
-        chunk = action[ref.start + np.minimum(steps, ref.length - 1)]
+        is_pad = steps > last
+        chunk = action[ref.start + np.minimum(steps, last)]
         meta = self._meta[(ref.store, ref.episode)]
         sample: dict[str, Any] = {
             "images": {c: self._image(handle, ref, c, t) for c in self.cameras},
@@ -197,14 +214,30 @@ class VLADataset(Dataset):
         }
         if self.history:
             past = np.arange(t - self.history, t)
-            hist_pad = past < 0
-            past = np.maximum(past, 0)
+            hist_pad = past < first
+            past = np.maximum(past, first)
             sample["images_history"] = {
                 c: torch.stack([self._image(handle, ref, c, int(p)) for p in past]) for c in self.cameras
             }
             sample["state_history"] = torch.from_numpy(state[ref.start + past].copy())
             sample["history_is_pad"] = torch.from_numpy(hist_pad)
         return sample
+
+
+def contiguous_runs(step_index: np.ndarray, episode_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every frame, the first frame and the end (exclusive) of its run of consecutive grid
+    steps: a run breaks at an episode start and wherever ``step_index`` jumps (a hole)."""
+    n = len(step_index)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    breaks = np.ones(n, dtype=bool)
+    breaks[1:] = np.diff(step_index) != 1
+    starts_of_episodes = np.asarray(episode_ends[:-1], dtype=np.int64)
+    breaks[starts_of_episodes[starts_of_episodes < n]] = True
+    run = np.cumsum(breaks) - 1
+    run_first = np.flatnonzero(breaks)
+    run_end = np.append(run_first[1:], n)
+    return run_first[run], run_end[run]
 
 
 def _frame_reader(store: EpisodeStore, cam: str):

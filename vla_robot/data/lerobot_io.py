@@ -117,6 +117,14 @@ def to_lerobot(
     for new_ep, ep in enumerate(tqdm(episodes, desc="to-lerobot", disable=not progress)):
         meta = store.episode_meta(ep)
         n = store.episode_length(ep)
+        steps = store.read("step_index", ep)
+        if n and steps[-1] != n - 1:
+            # LeRobot has no holes (its timestamps are frame_index / fps, its videos contiguous): the
+            # frames run on across ours, and where they were is kept in vla_robot/meta for the way back.
+            jumps = np.flatnonzero(np.diff(steps) > 1)
+            meta["step_index_jumps"] = [[int(j) + 1, int(steps[j + 1] - steps[j] - 1)] for j in jumps]
+            warnings.warn(f"episode {ep} has {len(jumps)} hole(s) ({int(steps[-1] + 1 - n)} grid steps); LeRobot's "
+                          "timestamps run on across them (the holes are kept in vla_robot/meta)", stacklevel=2)
         task = meta.get("instruction", "")
         task_index = tasks.setdefault(task, len(tasks))
         columns[STATE_KEY].append(store.read("state", ep))
@@ -381,6 +389,9 @@ def from_lerobot(
                 )
             videos[cam.name] = frames
         meta = json.loads(row["vla_robot/meta"]) if row.get("vla_robot/meta") else {}
+        step_index = np.arange(n, dtype=np.int64)
+        for position, missing in meta.pop("step_index_jumps", []):  # holes of an episode exported from here
+            step_index[int(position):] += int(missing)
         task = tasks.get(int(cols["task_index"][sel[0]]), "") if n else ""
         writer = store.begin_episode(
             meta.get("instruction", task),
@@ -402,6 +413,7 @@ def from_lerobot(
                     "images": {c: v[j] for c, v in videos.items()},
                     "stamp": stamp,
                     "receive_stamp": stamp,
+                    "step_index": int(step_index[j]),
                 }
                 if stamps is not None:
                     step["stamps"] = {st: (stamps[i, 2 * k], stamps[i, 2 * k + 1]) for k, st in enumerate(streams)}

@@ -12,7 +12,10 @@ from typing import Any
 from vla_robot.data.codecs import IMAGE_FORMATS
 
 FORMAT_NAME = "vla-robot-episodes"
-FORMAT_VERSION = 1
+# 2: per-step ``step_index`` (grid step; a jump marks a hole) and ``skew/<stream>``. A version-1
+# reader would build action chunks across holes, so the version went up; version-1 stores are
+# read as contiguous with unknown skew, and upgraded in place when opened for appending.
+FORMAT_VERSION = 2
 DEPTH_ENCODINGS = ("zstd", "png")
 ACTION_SPACE_KINDS = ("joint_position", "joint_delta", "ee_delta", "ee_pose")
 

@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -128,6 +129,7 @@ class EpisodeStore:
             group.create_array(
                 f"data/stamps/{stream}", shape=(0, 2), chunks=(chunk_frames, 2), dtype=np.float64, compressors=zstd
             )
+        EpisodeStore._create_step_arrays(group, schema, chunk_frames, length=0)
         for cam in schema.cameras:
             h, w = cam.height, cam.width
             group.create_array(
@@ -156,6 +158,37 @@ class EpisodeStore:
                 )
         group.create_array("meta/episode_ends", shape=(0,), chunks=(ENDS_CHUNK,), dtype=np.int64, fill_value=0)
         group.create_array("meta/episode_info", shape=(0,), chunks=(INFO_CHUNK,), dtype=str)
+
+    @staticmethod
+    def _create_step_arrays(group: zarr.Group, schema: StoreSchema, chunk_frames: int, length: int) -> None:
+        """Format-2 per-step arrays: ``step_index`` (grid step inside its episode; a jump is a hole)
+        and ``skew/<stream>`` (sample stamp minus grid time, seconds; NaN where nobody aligned)."""
+        zstd = ZstdCodec(level=3)
+        group.create_array("data/step_index", shape=(length,), chunks=(chunk_frames,), dtype=np.int64,
+                           compressors=zstd, fill_value=0, overwrite=True)
+        for stream in schema.streams():
+            group.create_array(f"data/skew/{stream}", shape=(length,), chunks=(chunk_frames,), dtype=np.float32,
+                               compressors=zstd, fill_value=np.nan, overwrite=True)
+
+    def _upgrade_to_v2(self) -> None:
+        """Give a format-1 store opened for appending the format-2 arrays: committed episodes get
+        contiguous step indices and unknown (NaN) skew, the version attribute is written last, so
+        an interrupted upgrade simply runs again at the next open."""
+        chunk_frames = int(dict(self._group.attrs)[META_ATTR].get("layout", {}).get("chunk_frames", 4096))
+        n = self.num_frames
+        try:
+            EpisodeStore._create_step_arrays(self._group, self.schema, chunk_frames, length=n)
+            if n:
+                self._group["data/step_index"][:] = _contiguous_steps(self._ends)
+            attrs = dict(self._group.attrs)[META_ATTR]
+            attrs["format"] = {**attrs["format"], "version": FORMAT_VERSION}
+            self._group.attrs[META_ATTR] = attrs
+        except OSError as exc:
+            raise self._write_error("the format-2 upgrade", exc, None) from exc
+        log.warning("%s: upgraded from format 1 to %d (per-step step_index and skew arrays added)", self.url,
+                    FORMAT_VERSION)
+        self.format_version = FORMAT_VERSION
+        self._arrays.clear()
 
     @classmethod
     def open(cls, url: str | os.PathLike, mode: str = "r", *, storage_options: dict | None = None) -> EpisodeStore:
@@ -195,6 +228,8 @@ class EpisodeStore:
                 raise StoreWriteError(f"cannot open {url} for writing: {exc}") from exc
         store = cls(group, url, mode)
         store._lock_file = lock
+        if store.format_version < 2:
+            store._upgrade_to_v2()
         store._discard_uncommitted()
         return store
 
@@ -248,10 +283,15 @@ class EpisodeStore:
         return array
 
     def data_keys(self) -> list[str]:
-        """Per-step keys under ``data/``: state, action, images/<cam>, depth/<cam>, stamps/<stream>."""
+        """Per-step keys under ``data/``: state, action, images/<cam>, depth/<cam>, stamps/<stream>,
+        and (format 2) step_index, skew/<stream>. ``read`` also serves the format-2 keys of a
+        format-1 store (contiguous steps, NaN skew)."""
         keys = ["state", "action"] + [f"images/{c.name}" for c in self.schema.cameras]
         keys += [f"depth/{c.name}" for c in self.schema.cameras if c.depth]
-        return keys + [f"stamps/{s}" for s in self.schema.streams()]
+        keys += [f"stamps/{s}" for s in self.schema.streams()]
+        if self.format_version >= 2:
+            keys += ["step_index"] + [f"skew/{s}" for s in self.schema.streams()]
+        return keys
 
     def frame_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Per-frame shape and dtype of every data key."""
@@ -267,6 +307,10 @@ class EpisodeStore:
                 out[f"depth/{cam.name}"] = ((cam.height, cam.width), np.dtype(np.uint16))
         for stream in sch.streams():
             out[f"stamps/{stream}"] = ((2,), np.dtype(np.float64))
+        if self.format_version >= 2:
+            out["step_index"] = ((), np.dtype(np.int64))
+            for stream in sch.streams():
+                out[f"skew/{stream}"] = ((), np.dtype(np.float32))
         return out
 
     @property
@@ -314,6 +358,8 @@ class EpisodeStore:
     def read(self, key: str, i: int, frames: slice | np.ndarray | int | None = None) -> np.ndarray:
         """Frames of one key of episode ``i`` (``frames`` is relative to the episode; all by default)."""
         s = self.episode_slice(i)
+        if self.format_version < 2 and (key == "step_index" or key.startswith("skew/")):
+            return self._derived_v1(key, i, frames)
         if frames is None:
             selection: Any = s
         elif isinstance(frames, slice):
@@ -330,6 +376,20 @@ class EpisodeStore:
             raise
         except Exception as exc:  # noqa: BLE001 - wrap zarr/codec internals into an error naming the episode
             raise CorruptEpisodeError(i, key, exc) from exc
+
+    def _derived_v1(self, key: str, i: int, frames: slice | np.ndarray | int | None) -> np.ndarray:
+        """Format-1 stores recorded no holes and no skew: steps are contiguous, skew unknown."""
+        if key.startswith("skew/") and key[5:] not in self.schema.streams():
+            raise KeyError(f"store {self.url} has no array {key!r}; keys: {self.data_keys()}")
+        n = self.episode_length(i)
+        full = np.arange(n, dtype=np.int64) if key == "step_index" else np.full(n, np.nan, np.float32)
+        return full if frames is None else full[frames]
+
+    def step_index(self) -> np.ndarray:
+        """``step_index`` of every committed frame of the store (format 1: contiguous per episode)."""
+        if self.format_version < 2:
+            return _contiguous_steps(self._ends)
+        return np.asarray(self._array("data/step_index")[: self.num_frames], dtype=np.int64)
 
     def read_episode(self, i: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """All frames of episode ``i`` as numpy arrays, keyed like :meth:`data_keys` (all keys by default)."""
@@ -409,9 +469,9 @@ class EpisodeStore:
         return self._writer
 
     def _write_error(self, what: str, exc: OSError, episode: int | None) -> StoreWriteError:
-        kind = {errno.ENOSPC: "disk full", errno.EACCES: "permission denied", errno.EROFS: "read-only filesystem"}.get(
-            exc.errno or 0, "I/O error"
-        )
+        kind = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
+                errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                errno.EROFS: "read-only filesystem"}.get(exc.errno or 0, "I/O error")
         lost = f"episode {episode} was not committed; " if episode is not None else ""
         return StoreWriteError(
             exc.errno or errno.EIO,
@@ -484,11 +544,39 @@ class EpisodeStore:
         if orphan:
             log.warning("%s: discarded %d frames of an interrupted, uncommitted episode", self.url, orphan)
         if _is_local(self.url):
-            for partial in Path(self.url).rglob("*.partial"):
-                with contextlib.suppress(OSError):
-                    partial.unlink()
+            self._remove_stray_files()
         self.refresh()
         self.discarded_frames = orphan
+
+    def _remove_stray_files(self) -> None:
+        """Delete files an interrupted write left inside our arrays and groups.
+
+        Decided by what a zarr v3 store may hold, not by zarr's private temp-file name (today
+        ``<key>.<uuid>.partial`` beside the key; an open zarr change, zarr-python PR #4173,
+        moves temp files out of the store): in an array folder only ``zarr.json`` and chunk keys
+        ``c/<int>/<int>...``; in a group folder under ``data/`` or ``meta/`` only ``zarr.json``
+        and child folders. The store root is left alone (the writer lock, a user's notes).
+        """
+        root = Path(self.url)
+        chunk_key = {}
+        for name in [f"data/{k}" for k in self.data_keys()] + ["meta/episode_ends", "meta/episode_info"]:
+            chunk_key[name] = _chunk_key_pattern(self._array(name))
+        removed = 0
+        for top in ("data", "meta"):
+            for path in (root / top).rglob("*"):
+                if not path.is_file() and not path.is_symlink():
+                    continue
+                rel = path.relative_to(root).as_posix()
+                owner = next((a for a in chunk_key if rel.startswith(a + "/")), None)
+                inner = rel[len(owner) + 1:] if owner else rel
+                keep = path.name == "zarr.json" if owner is None else (
+                    inner == "zarr.json" or chunk_key[owner].fullmatch(inner) is not None)
+                if not keep:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        removed += 1
+        if removed:
+            log.warning("%s: removed %d stray files left by an interrupted write", self.url, removed)
 
     def update_episode_meta(self, i: int, **updates: Any) -> None:
         """Change metadata of a committed episode (one chunk rewrite; never touches frames)."""
@@ -505,6 +593,23 @@ class EpisodeStore:
     def drop_episode(self, i: int) -> None:
         """Mark episode ``i`` dropped: readers and stats skip it; its frames stay until a rewrite (``split``)."""
         self.update_episode_meta(i, dropped=True)
+
+
+def _chunk_key_pattern(array: zarr.Array) -> re.Pattern:
+    """The chunk keys ``array``'s chunk-key encoding can produce (``c/0/1``, ``c.0.1``, ``0.1``)."""
+    encoding = array.metadata.chunk_key_encoding.to_dict()
+    sep = re.escape(encoding.get("configuration", {}).get("separator", "/"))
+    if encoding.get("name") == "v2":
+        return re.compile(rf"\d+(?:{sep}\d+)*")
+    return re.compile(rf"c(?:{sep}\d+)+")
+
+
+def _contiguous_steps(ends: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... restarting at every episode start (a store without holes)."""
+    ends = np.asarray(ends, dtype=np.int64)
+    n = int(ends[-1]) if len(ends) else 0
+    starts = np.concatenate([[0], ends[:-1]]) if len(ends) else np.zeros(0, np.int64)
+    return np.arange(n, dtype=np.int64) - np.repeat(starts, np.diff(np.concatenate([[0], ends])))
 
 
 async def _store_size(store: zarr.abc.store.Store) -> int:

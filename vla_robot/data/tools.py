@@ -62,7 +62,8 @@ class Report:
 
 
 def validate(store: EpisodeStore, decode_images: bool = False, progress: bool = True) -> Report:
-    """Check timestamps (monotonic, dropped frames), stream frame counts, NaNs and spec limits per episode."""
+    """Check timestamps (monotonic, skew or unmarked gaps), step indices and holes, stream frame counts,
+    NaNs and spec limits per episode. Marked holes are warnings, not problems: they are recorded facts."""
     report = Report()
     schema = store.schema
     period = 1.0 / schema.control_rate_hz
@@ -100,6 +101,20 @@ def validate(store: EpisodeStore, decode_images: bool = False, progress: bool = 
                 report.problems.append(
                     f"{where}: {key} has {int(bad.sum())} NaN/inf values (first at step {int(np.argwhere(bad)[0][0])})"
                 )
+        steps = store.read("step_index", e)
+        jumps = np.diff(steps)
+        if steps[0] != 0 or (jumps < 1).any():
+            report.problems.append(f"{where}: step_index must start at 0 and increase (got {steps[:3].tolist()}...)")
+        holes = int((jumps - 1).clip(0).sum())
+        if meta.get("hole_steps") not in (None, holes):
+            report.problems.append(f"{where}: metadata says {meta['hole_steps']} hole steps, step_index shows {holes}")
+        if holes:
+            causes = sorted({s for h in meta.get("extra", {}).get("alignment", {}).get("holes", []) for s in h["streams"]})
+            report.warnings.append(
+                f"{where}: {holes} grid steps ({holes * period:.2f} s) missing in {int((jumps > 1).sum())} marked "
+                f"hole(s){' (' + ', '.join(causes) + ')' if causes else ''}; training never crosses them"
+            )
+        limits_s = meta.get("extra", {}).get("alignment", {}).get("max_skew_s", {})
         for stream in schema.streams():
             stamps = ep[f"stamps/{stream}"]
             if len(stamps) != n:
@@ -107,11 +122,21 @@ def validate(store: EpisodeStore, decode_images: bool = False, progress: bool = 
                 continue
             for col, name in ((0, "source"), (1, "receive")):
                 d = np.diff(stamps[:, col])
-                if (d <= 0).any():
+                if (d < 0).any():  # equal is fine: one camera frame can be the nearest to two grid steps
                     report.problems.append(
-                        f"{where}: {stream} {name} timestamps not increasing at step {int(np.argmax(d <= 0)) + 1}"
+                        f"{where}: {stream} {name} timestamps go backwards at step {int(np.argmax(d < 0)) + 1}"
                     )
-            gaps = np.diff(stamps[:, 0])
+            skew = store.read(f"skew/{stream}", e)
+            if np.isfinite(skew).all():
+                limit = float(limits_s.get(stream, 2 * period))
+                worst = int(np.argmax(np.abs(skew)))
+                if abs(skew[worst]) > limit + 1e-6:
+                    report.problems.append(
+                        f"{where}: {stream} is {skew[worst] * 1000:.1f} ms from its grid time at step {worst} "
+                        f"(limit {limit * 1000:.1f} ms)"
+                    )
+                continue
+            gaps = np.diff(stamps[:, 0])[jumps == 1]  # unaligned stores: look for unmarked gaps in the stamps
             dropped = int(np.clip(np.round(gaps / period) - 1, 0, None)[gaps > 1.5 * period].sum())
             if dropped:
                 report.problems.append(
@@ -155,7 +180,8 @@ def copy_episode(src: EpisodeStore, i: int, dst: EpisodeStore, block: int = 64) 
     with writer:
         for lo in range(0, n, block):
             sl = slice(lo, min(n, lo + block))
-            data = {k: src.read(k, i, sl) for k in src.data_keys()}
+            keys = dict.fromkeys(src.data_keys() + ["step_index"] + [f"skew/{s}" for s in streams])  # v1: derived
+            data = {k: src.read(k, i, sl) for k in keys}
             for j in range(sl.stop - sl.start):
                 writer.append(
                     {
@@ -164,6 +190,8 @@ def copy_episode(src: EpisodeStore, i: int, dst: EpisodeStore, block: int = 64) 
                         "images": {c: data[f"images/{c}"][j] for c in dst.schema.camera_names},
                         "depth": {c.name: data[f"depth/{c.name}"][j] for c in dst.schema.cameras if c.depth},
                         "stamps": {s: tuple(data[f"stamps/{s}"][j]) for s in streams},
+                        "step_index": int(data["step_index"][j]),
+                        "skew": {s: float(data[f"skew/{s}"][j]) for s in streams},
                     }
                 )
         return writer.commit(success=bool(meta.get("success")))

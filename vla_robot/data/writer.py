@@ -14,14 +14,37 @@ import math
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from vla_robot.data.errors import StepValidationError, StoreError
+from vla_robot.data.schema import StoreSchema
 
-if TYPE_CHECKING:
-    from vla_robot.data.store import EpisodeStore
+
+class EpisodeSink(Protocol):
+    """What the writer needs from its store (``EpisodeStore`` is one). A Protocol rather than an
+    import, so store.py -> writer.py is the only import between the two modules."""
+
+    schema: StoreSchema
+    shard_frames: int
+    format_version: int
+
+    @property
+    def num_frames(self) -> int: ...
+
+    @property
+    def num_episodes(self) -> int: ...
+
+    def data_keys(self) -> list[str]: ...
+
+    def frame_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]: ...
+
+    def _write_frames(self, lo: int, hi: int, arrays: dict[str, np.ndarray], episode: int) -> None: ...
+
+    def _commit_episode(self, end: int, meta: dict, writer: EpisodeWriter) -> None: ...
+
+    def _release_writer(self, writer: EpisodeWriter) -> None: ...
 
 
 class EpisodeWriter:
@@ -31,7 +54,7 @@ class EpisodeWriter:
     the block without ``commit`` also discards it (with a warning), so nothing half-done is saved.
     """
 
-    def __init__(self, store: EpisodeStore, meta: dict[str, Any], background: bool = True) -> None:
+    def __init__(self, store: EpisodeSink, meta: dict[str, Any], background: bool = True) -> None:
         self.store = store
         self.schema = store.schema
         self.meta = meta
@@ -54,6 +77,7 @@ class EpisodeWriter:
         self._closed = False
         self._first_stamp: float | None = None
         self._last_stamp: float | None = None
+        self._last_step: int = -1  # step_index of the newest appended step
 
     @property
     def num_frames(self) -> int:
@@ -155,7 +179,39 @@ class EpisodeWriter:
                 row[key] = self._check_image(depths[cam.name], key, (cam.height, cam.width), np.uint16, t)
         for stream, pair in self._stamps(step, t).items():
             row[f"stamps/{stream}"] = np.asarray(pair, dtype=np.float64)
+        if self.store.format_version >= 2:
+            row["step_index"] = np.asarray(self._step_index(step, t), dtype=np.int64)
+            for stream, skew in self._skews(step, t).items():
+                row[f"skew/{stream}"] = np.asarray(skew, dtype=np.float32)
         return row
+
+    def _step_index(self, step: dict, t: int) -> int:
+        """The grid step of this frame (default: the next one). A jump over k steps marks a hole of k."""
+        if step.get("step_index") is None:
+            return self._last_step + 1
+        value = step["step_index"]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise StepValidationError(t, "step_index", f"expected an int, got {type(value).__name__}")
+        if self._last_step < 0 and value != 0:
+            raise StepValidationError(t, "step_index", f"an episode's first step has step_index 0, got {int(value)}")
+        if value <= self._last_step:
+            raise StepValidationError(t, "step_index", f"{int(value)} must be above the previous step's {self._last_step}")
+        return int(value)
+
+    def _skews(self, step: dict, t: int) -> dict[str, float]:
+        """Sample stamp minus grid time per stream (seconds); NaN where the caller did not align."""
+        given = step.get("skew") or {}
+        streams = self.schema.streams()
+        unknown = sorted(set(given) - set(streams))
+        if unknown:
+            raise StepValidationError(t, f"skew/{unknown[0]}", f"unknown stream; streams are {streams}")
+        out = {}
+        for stream in streams:
+            try:
+                out[stream] = float(given.get(stream, math.nan))
+            except (TypeError, ValueError):
+                raise StepValidationError(t, f"skew/{stream}", f"expected seconds, got {given[stream]!r}") from None
+        return out
 
     # ---------------------------------------------------------------- writing
     def append(self, step: dict) -> None:
@@ -171,6 +227,8 @@ class EpisodeWriter:
         source = float(row["stamps/state"][0])
         self._first_stamp = source if self._first_stamp is None else self._first_stamp
         self._last_stamp = source
+        if "step_index" in row:
+            self._last_step = int(row["step_index"])
         self._buffered += 1
         if (self.start + self.num_frames) % self.shard_frames == 0:
             self._flush()
@@ -204,6 +262,12 @@ class EpisodeWriter:
         future, self._pending[bank] = self._pending[bank], None
         if future is not None:
             self._guard(future.result)
+
+    def check(self) -> None:
+        """Raise the error of a failed background write now (``append`` does it too), so a caller
+        between appends learns of a full disk at once. Call it from the thread that appends."""
+        if not self._closed:
+            self._check_background()
 
     def _check_background(self) -> None:
         """Surface a failed background write at the next call instead of at commit."""
@@ -249,6 +313,8 @@ class EpisodeWriter:
             committed_time=time.time(),
             complete=True,
         )
+        if self._last_step >= 0:  # format 2: grid steps spanned, of which hole_steps were not stored
+            meta.update(grid_steps=self._last_step + 1, hole_steps=self._last_step + 1 - self.num_frames)
         if extra_meta:
             meta["extra"] = {**meta.get("extra", {}), **extra_meta}
         self._closed = True

@@ -23,6 +23,8 @@ class VLAConfig:
     the continuous head or the OpenVLA-style discrete baseline (`num_bins` vocabulary
     tokens predicted with cross-entropy). `goal_loss_weight > 0` makes the head predict the
     episode's final state and act conditioned on it (`head.ActionHead`, `head.GoalHead`).
+    `crop_scale < 1` centre-crops every frame to that fraction of its area before the
+    processor: the policy was trained on random crops of that size (image augmentation).
     """
 
     family: str
@@ -42,6 +44,7 @@ class VLAConfig:
     num_bins: int = 256
     goal_loss_weight: float = 0.0
     trust_remote_code: bool = False
+    crop_scale: float = 1.0  # < 1: frames are centre-cropped to this area fraction (trained with random crops of it)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +71,8 @@ class VLAConfig:
         if self.goal_loss_weight > 0 and (self.state_dim == 0 or self.target != "continuous"):
             raise ValueError("model.goal_loss_weight > 0 needs the continuous target and proprioception "
                              "(state_dim > 0): the goal is a robot state read from the query states")
+        if not 0 < self.crop_scale <= 1:
+            raise ValueError(f"model.crop_scale must be in (0, 1], got {self.crop_scale}")
         if self.target == "discrete" and not 2 <= self.num_bins <= 1024:
             raise ValueError(f"model.num_bins must be in 2..1024, got {self.num_bins}")
 

@@ -53,3 +53,23 @@ def save_processor(processor, out_dir: str | Path) -> None:
         processor.image_processor.save_pretrained(out_dir)
         return
     processor.save_pretrained(out_dir)
+
+
+def apply_image_processor_settings(processor, settings: dict) -> None:
+    """Override settings of the checkpoint's image processor (e.g. SmolVLM's `do_image_splitting`).
+
+    The processor is saved into the bundle after this, so deployment preprocesses exactly as
+    training did. Qwen2-VL keeps `min_pixels`/`max_pixels` twice (also as `size`); both are set.
+    """
+    image_processor = processor.image_processor
+    for key, value in settings.items():
+        if not hasattr(image_processor, key):
+            known = sorted(k for k, v in vars(image_processor).items() if not k.startswith("_")
+                           and isinstance(v, (bool, int, float, str, dict, list, type(None))))
+            raise ValueError(f"model.image_processor.{key}: {type(image_processor).__name__} has no setting "
+                             f"{key!r}; its settings: {known}")
+        setattr(image_processor, key, value)
+    size = getattr(image_processor, "size", None)
+    if isinstance(size, dict) and {"shortest_edge", "longest_edge"} <= set(size):
+        pixels = {"min_pixels": "shortest_edge", "max_pixels": "longest_edge"}
+        image_processor.size = {**size, **{pixels[k]: v for k, v in settings.items() if k in pixels}}

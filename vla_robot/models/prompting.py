@@ -25,6 +25,22 @@ def format_prompt(family: str, instruction: str, num_images: int) -> str:
     raise ValueError(f"unknown backbone family {family!r}")
 
 
+def crop_box(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(crop height, crop width) covering `scale` of the image area with its aspect ratio."""
+    side = scale ** 0.5
+    return max(1, round(height * side)), max(1, round(width * side))
+
+
+def center_crop(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """(..., H, W) → the centred crop covering `scale` of the area (the eval twin of the random crop)."""
+    if scale >= 1.0:
+        return images
+    h, w = images.shape[-2:]
+    ch, cw = crop_box(h, w, scale)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return images[..., top:top + ch, left:left + cw]
+
+
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """(B, 3, H, W) uint8 → (B, 3, size, size) uint8 (antialiased bilinear)."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
@@ -38,18 +54,22 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 class VLAPreprocessor:
     """Images (per camera) + instructions → backbone inputs, left-padded so appended tokens end every row."""
 
-    def __init__(self, family: str, processor, cameras: tuple[str, ...], image_size: int):
+    def __init__(self, family: str, processor, cameras: tuple[str, ...], image_size: int, crop_scale: float = 1.0):
         self.family, self.processor, self.cameras, self.image_size = family, processor, tuple(cameras), image_size
+        self.crop_scale = crop_scale
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the backbone tokenizer has no pad token; set one before training")
 
-    def __call__(self, images: dict[str, torch.Tensor], instructions: list[str]) -> dict[str, torch.Tensor]:
+    def __call__(self, images: dict[str, torch.Tensor], instructions: list[str],
+                 center: bool = True) -> dict[str, torch.Tensor]:
+        """`center=False` skips the centre crop: training frames that were already randomly cropped."""
         missing = [c for c in self.cameras if c not in images]
         if missing:
             raise KeyError(f"missing camera images {missing}; the model expects {list(self.cameras)}")
-        per_cam = [resize_uint8(images[c].cpu(), self.image_size) for c in self.cameras]
+        scale = self.crop_scale if center else 1.0
+        per_cam = [resize_uint8(center_crop(images[c].cpu(), scale), self.image_size) for c in self.cameras]
         batch = per_cam[0].shape[0]
         if len(instructions) != batch:
             raise ValueError(f"got {len(instructions)} instructions for a batch of {batch} images")

@@ -62,10 +62,13 @@ def make_tiny_backbone(
     num_layers: int = 2,
     seed: int = 0,
     patch_size: int | None = None,
+    tie_word_embeddings: bool | None = None,
 ) -> Path:
     """Write a tiny random `family` VLM (config + safetensors + processor) to `out_dir`.
 
     `patch_size` defaults to a quarter of the image side (16 image tokens per camera).
+    `tie_word_embeddings=False` gives the LM its own output layer (as Qwen2.5-VL-7B has), which
+    the robot path never uses; None keeps the family's default.
     The result loads with `AutoModelForImageTextToText.from_pretrained(out_dir)` and
     `AutoProcessor.from_pretrained(out_dir)`, exactly as a hub checkpoint would.
     """
@@ -81,6 +84,13 @@ def make_tiny_backbone(
     tok = _tokenizer(family)
     builder = {"paligemma": _paligemma, "qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "idefics3": _idefics3}[family]
     model, processor = builder(tok, image_size, hidden_size, num_layers, patch_size)
+    if tie_word_embeddings is not None and tie_word_embeddings != model.config.tie_word_embeddings:
+        model.config.tie_word_embeddings = tie_word_embeddings
+        for sub in ("text_config",):
+            if getattr(model.config, sub, None) is not None:
+                setattr(getattr(model.config, sub), "tie_word_embeddings", tie_word_embeddings)
+        torch.manual_seed(seed)
+        model = type(model)(model.config).eval()  # rebuilt so that lm_head gets its own weight
     model.save_pretrained(out)
     save_processor(processor, out)
     return out

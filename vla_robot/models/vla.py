@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,27 @@ from vla_robot.models.processors import load_processor
 from vla_robot.models.prompting import VLAPreprocessor
 
 IGNORE_INDEX = -100
+
+
+@dataclass
+class LossTerm:
+    """One loss term as a sum over its elements and their count, so that a trainer can normalise
+    by the count over every process: the mean of per-process means is not the global mean when
+    processes see different numbers of valid chunk steps or answer tokens."""
+
+    weight: float
+    total: torch.Tensor  # sum of the per-element losses (carries the graph)
+    count: torch.Tensor  # number of elements (no graph)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.total / self.count.clamp_min(1)
+
+
+def objective(terms: dict[str, LossTerm], counts: torch.Tensor | None = None) -> torch.Tensor:
+    """sum of weight * total / count; `counts` replaces the local counts (e.g. the mean count per process)."""
+    counts = torch.stack([t.count.float() for t in terms.values()]) if counts is None else counts
+    return sum(t.weight * t.total / c.clamp_min(1) for t, c in zip(terms.values(), counts))
 
 
 def text_hidden_size(hf_config) -> int:
@@ -49,7 +71,8 @@ class VLAModel(nn.Module):
         self.config = config
         self.backbone = backbone
         self.processor = processor
-        self.preprocessor = VLAPreprocessor(config.family, processor, config.cameras, config.image_size)
+        self.preprocessor = VLAPreprocessor(config.family, processor, config.cameras, config.image_size,
+                                            config.crop_scale)
         hidden = text_hidden_size(unwrap(backbone).config)
         self.action_queries = nn.Parameter(torch.randn(config.num_action_queries, hidden) * 0.02)
         self.head = ActionHead(hidden, config.num_action_queries, config.horizon, config.action_dim,
@@ -160,52 +183,76 @@ class VLAModel(nn.Module):
         return self.decoder(self.encode(images, instructions), state)
 
     # ---------------------------------------------------------------- losses
-    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict) -> dict:
         """Training entry point (what DDP/FSDP wrap): a VQA batch (has "labels") gets the LM loss,
-        a robot batch the action loss."""
+        a robot batch the action loss. Returns {"loss": the local objective, one entry per term,
+        "terms": {name: LossTerm}}."""
         if "labels" in batch:
-            loss = self.lm_loss(batch["inputs"], batch["labels"])
-            return {"loss": loss, "vqa_loss": loss}
-        return self.compute_loss(batch)
+            terms = {"vqa_loss": self.lm_loss_term(batch["inputs"], batch["labels"])}
+        else:
+            terms = self.loss_terms(batch)
+        return {"loss": objective(terms), **{k: t.mean for k, t in terms.items()}, "terms": terms}
 
     def compute_loss(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Robot batch → {"loss", ...}. Padded chunk steps (past the episode end) are masked out."""
-        action = batch["action"].to(self.device)
+        """Robot batch → {"loss", one entry per term}. Padded chunk steps (past the episode end) are masked out."""
+        terms = self.loss_terms(batch)
+        return {"loss": objective(terms), **{k: t.mean for k, t in terms.items()}}
+
+    def _targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised action targets (B, H, D) and their element weights (1 = counts in the loss).
+
+        A batch may carry `action_target` already normalised with its own dataset's statistics and
+        padded to this model's action layout, with `action_dim_mask` (B, D) marking the dims that
+        exist for that sample's robot (cross-embodiment stage 1, training/embodiment.py).
+        """
         valid = ~batch["action_is_pad"].to(self.device)
-        if self.config.target == "discrete":
-            ids = self.action_to_token_ids(action)
-            labels = ids.masked_fill(~valid.repeat_interleave(self.config.action_dim, dim=1), IGNORE_INDEX)
-            return {"loss": self.lm_loss(batch["inputs"], labels)}
-        state = batch.get("state")
-        query_hidden = self.encode_inputs(batch["inputs"])
-        pred = self.action_head(query_hidden, state.to(self.device) if state is not None else None)
-        target = self.normalizer.normalise_action(action)
-        weight = valid.unsqueeze(-1).float()
-        denom = weight.sum().clamp_min(1.0)
+        if "action_target" in batch:
+            target = batch["action_target"].to(self.device).float()
+            dims = batch["action_dim_mask"].to(self.device)
+            return target, (valid.unsqueeze(-1) & dims.unsqueeze(1)).float()
+        target = self.normalizer.normalise_action(batch["action"].to(self.device))
+        return target, valid.unsqueeze(-1).expand_as(target).float()
+
+    def _state_norm(self, batch: dict, key: str = "state") -> torch.Tensor | None:
+        if f"{key}_norm" in batch:
+            return batch[f"{key}_norm"].to(self.device).float()
+        state = batch.get(key)
+        if state is None or not self.config.state_dim:
+            return None
+        return self.normalizer.normalise_state(state.to(self.device))
+
+    def loss_terms(self, batch: dict) -> dict[str, LossTerm]:
+        target, weight = self._targets(batch)
         cfg = self.config
-        out = {}
-        total = pred.new_zeros(())
+        if cfg.target == "discrete":
+            unit = torch.where(self.normalizer.is_gripper, target * 2.0 - 1.0, target)
+            ids = self.unit_to_token_ids(unit)
+            labels = ids.masked_fill(weight.flatten(1) == 0, IGNORE_INDEX)
+            return {"token_loss": self.lm_loss_term(batch["inputs"], labels)}
+        query_hidden = self.encode_inputs(batch["inputs"])
+        pred = self.head(query_hidden, self._state_norm(batch))
+        terms = {}
         if cfg.arm_dims:
             arm = list(cfg.arm_dims)
-            huber = F.huber_loss(pred[..., arm], target[..., arm], reduction="none", delta=cfg.huber_delta)
-            out["arm_loss"] = (huber * weight).sum() / (denom * len(arm))
-            total = total + out["arm_loss"]
+            huber = F.huber_loss(pred[..., arm].float(), target[..., arm], reduction="none", delta=cfg.huber_delta)
+            terms["arm_loss"] = LossTerm(1.0, (huber * weight[..., arm]).sum(), weight[..., arm].sum())
         if cfg.gripper_dims:
             grip = list(cfg.gripper_dims)
-            bce = F.binary_cross_entropy_with_logits(pred[..., grip], target[..., grip], reduction="none")
-            out["gripper_loss"] = (bce * weight).sum() / (denom * len(grip))
-            total = total + cfg.gripper_loss_weight * out["gripper_loss"]
+            bce = F.binary_cross_entropy_with_logits(pred[..., grip].float(), target[..., grip], reduction="none")
+            terms["gripper_loss"] = LossTerm(cfg.gripper_loss_weight, (bce * weight[..., grip]).sum(),
+                                             weight[..., grip].sum())
         if self.head.goal is not None:
-            if "goal_state" not in batch:
+            goal = self._state_norm(batch, "goal_state")
+            if goal is None:
                 raise ValueError("model.goal_loss_weight > 0 but the batch has no goal_state "
                                  "(RobotCollator adds it when the model uses proprioception)")
-            goal = self.normalizer.normalise_state(batch["goal_state"].to(self.device))
-            out["goal_loss"] = F.huber_loss(self.head.goal(query_hidden), goal.float(), delta=cfg.huber_delta)
-            total = total + cfg.goal_loss_weight * out["goal_loss"]
-        out["loss"] = total
-        return out
+            dims = batch.get("state_dim_mask")
+            mask = (torch.ones_like(goal) if dims is None else dims.to(self.device).float().expand_as(goal))
+            huber = F.huber_loss(self.head.goal(query_hidden), goal, reduction="none", delta=cfg.huber_delta)
+            terms["goal_loss"] = LossTerm(cfg.goal_loss_weight, (huber * mask).sum(), mask.sum())
+        return terms
 
-    def lm_loss(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    def lm_loss_term(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> LossTerm:
         """Next-token cross-entropy on `labels` (B, T) appended after the prompt (IGNORE_INDEX = skip).
 
         Used by the discrete action target and by VQA co-training (answers as labels).
@@ -219,7 +266,13 @@ class VLAModel(nn.Module):
         # only the positions that predict the labels: a 257k vocabulary over the whole prompt would not fit
         logits = self.backbone(**full, use_cache=False, logits_to_keep=t + 1).logits
         pred = logits[:, -t - 1:-1].float()
-        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+        total = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX,
+                                reduction="sum")
+        return LossTerm(1.0, total, (labels != IGNORE_INDEX).sum())
+
+    def lm_loss(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """The mean next-token cross-entropy of `lm_loss_term`."""
+        return self.lm_loss_term(inputs, labels).mean
 
     # ---------------------------------------------------------------- discrete target
     def action_token_offset(self) -> int:
@@ -227,8 +280,11 @@ class VLAModel(nn.Module):
 
     def action_to_token_ids(self, action: torch.Tensor) -> torch.Tensor:
         """Physical (B, H, D) → vocabulary ids (B, H*D): uniform bins over the normalised range."""
-        unit = self.normalizer.to_unit_range(action)
-        bins = ((unit + 1.0) * 0.5 * (self.config.num_bins - 1)).round().long()
+        return self.unit_to_token_ids(self.normalizer.to_unit_range(action))
+
+    def unit_to_token_ids(self, unit: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] actions (B, H, D) → vocabulary ids (B, H*D)."""
+        bins = ((unit.clamp(-1.0, 1.0) + 1.0) * 0.5 * (self.config.num_bins - 1)).round().long()
         return (bins + self.action_token_offset()).flatten(1)
 
     def token_ids_to_action(self, ids: torch.Tensor) -> torch.Tensor:
@@ -278,3 +334,31 @@ def append_tokens(inputs: dict[str, torch.Tensor], ids: torch.Tensor, prefix: bo
         tt = inputs["mm_token_type_ids"]
         out["mm_token_type_ids"] = torch.cat([tt, torch.zeros_like(ids, dtype=tt.dtype)], dim=1)
     return out
+
+
+def image_token_id(backbone) -> int | None:
+    config = unwrap(backbone).config
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    return None
+
+
+def prompt_report(model: VLAModel, instruction: str = "put the cube on the grinning face") -> dict:
+    """How many tokens one robot observation costs: image tokens per camera and the prompt length.
+
+    Measured by running the model's own preprocessing on a blank frame of the bundle's image
+    size, so processor settings that multiply tokens (SmolVLM's image splitting: a 384 px frame
+    → 17 tiles x 81 = 1377 tokens) show up as they will in training and deployment.
+    """
+    cfg = model.config
+    frame = torch.zeros(1, 3, cfg.image_size, cfg.image_size, dtype=torch.uint8)
+    inputs = model.preprocess({c: frame for c in cfg.cameras}, [instruction])
+    ids = inputs["input_ids"][0]
+    token = image_token_id(model.backbone)
+    image_tokens = int((ids == token).sum()) if token is not None else -1
+    per_camera = image_tokens // len(cfg.cameras) if image_tokens >= 0 else -1
+    return {"image_tokens_per_camera": per_camera, "cameras": len(cfg.cameras), "prompt_tokens": int(ids.numel()),
+            "sequence_tokens": int(ids.numel()) + (cfg.num_action_queries if cfg.target == "continuous" else
+                                                   cfg.horizon * cfg.action_dim)}

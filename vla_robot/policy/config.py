@@ -59,6 +59,8 @@ class SafetyConfig:
     ``max_obs_age_s``: hold when the newest observation is older than this.
     ``max_inference_stall_s``: hold when no action has been available for this long.
     ``velocity_scale``: fraction of the spec's joint velocity limits allowed (<= 1).
+    ``joint_workspace``: also keep joint-space targets' TCP in the box and ``table_clearance``
+    metres above the table plane ``table_z`` (forward kinematics of the arm model).
     """
 
     workspace_low: tuple[float, float, float] = (-0.6, -0.6, -0.02)
@@ -66,6 +68,9 @@ class SafetyConfig:
     max_obs_age_s: float = 0.5
     max_inference_stall_s: float = 1.0
     velocity_scale: float = 1.0
+    joint_workspace: bool = True
+    table_z: float = 0.0
+    table_clearance: float = 0.005
 
     def __post_init__(self) -> None:
         self.workspace_low = tuple(float(v) for v in self.workspace_low)  # type: ignore[assignment]
@@ -77,6 +82,8 @@ class SafetyConfig:
         _check_range("safety.max_obs_age_s", self.max_obs_age_s, 0.0, 60.0, lo_open=True)
         _check_range("safety.max_inference_stall_s", self.max_inference_stall_s, 0.0, 60.0, lo_open=True)
         _check_range("safety.velocity_scale", self.velocity_scale, 0.0, 1.0, lo_open=True)
+        _check_range("safety.table_clearance", self.table_clearance, 0.0, 0.5)
+        _check_range("safety.table_z", self.table_z, -2.0, 2.0)
 
 
 @dataclass

@@ -12,12 +12,14 @@ robot:=widowx policy:=PATH` starts the same nodes as separate processes (docs/de
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 from vla_robot.policy.eval_cli import add_scene_arguments
-from vla_robot.policy.runtime_args import add_runtime_arguments, runtime_config_from_args, with_policy_rate
+from vla_robot.policy.runtime_args import (HARDWARE_VELOCITY_SCALE, add_runtime_arguments, runtime_config_from_args,
+                                          with_policy_rate)
 
 HARDWARE = ("widowx", "so100")
 
@@ -48,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from vla_robot.policy.loading import load_policy
 
     runtime = runtime_config_from_args(args)
+    if args.robot in HARDWARE and args.velocity_scale is None:
+        runtime = dataclasses.replace(runtime, safety=dataclasses.replace(runtime.safety,
+                                                                          velocity_scale=HARDWARE_VELOCITY_SCALE))
+        print(f"velocity scale {HARDWARE_VELOCITY_SCALE} of the joint limits on hardware (--velocity-scale to change)")
     policy = load_policy(args.policy, runtime)
     runtime = with_policy_rate(runtime, args, policy)
     print(f"policy: {json.dumps(policy.describe())}")
@@ -126,7 +132,7 @@ def _run_hardware(args, policy, runtime) -> int:
     proc = ComposedProcess()
     ctx = proc.context
     try:
-        arm_params = {"robot": args.robot, "port": args.port}
+        arm_params = {"robot": args.robot, "port": args.port, "cmd_timeout_latch": True}
         if args.calibration:
             arm_params["calibration_path"] = args.calibration
         arm = proc.add(ArmNode(arm_params, context=ctx))
@@ -138,8 +144,9 @@ def _run_hardware(args, policy, runtime) -> int:
         params.update(instruction=args.instruction, autostart=True)
         node = proc.add(PolicyNode(params, policy=policy, context=ctx))
         proc.start()
-        print("running; Ctrl-C stops (the arm holds its last safe target). e-stop: "
-              "ros2 service call /policy/estop std_srvs/srv/Trigger")
+        print("running; Ctrl-C stops (the arm holds its last commanded pose, torque on). e-stop: "
+              "ros2 service call /arm/estop std_srvs/srv/Trigger (or /policy/estop); a software e-stop does not "
+              "replace a power-cutting hardware one (docs/deploy.md)")
         t_end = time.time() + args.seconds if args.seconds > 0 else float("inf")
         while time.time() < t_end:
             time.sleep(1.0)

@@ -15,6 +15,15 @@ evaluation harness, independent of whether any model has learned anything.
 It also checks what it is given: every camera it declares must deliver a uint8 HxWx3
 image and the state must have the arm's joint count, so camera/joint plumbing is
 exercised too.
+
+``infer_delay_s`` in the episode context makes each inference take that long (a slow model
+on a loaded GPU), so the fault tests can slow inference tenfold from another process and
+watch stale actions being skipped. ``"plan": "sweep"`` replays a smooth joint sweep around
+home instead of the expert (waist +-0.5 rad, shoulder and elbow +-0.15 rad, a 4 s period, TCP
+high above the table): motion that never touches anything, for as long as a fault test or a
+benchmark runs. An open-loop expert replay that was held mid-episode resumes further along
+its plan than the arm is, and pushes into the cube; a servo then overloads, which is a
+finding of its own, not the one those tests are after.
 """
 
 from __future__ import annotations
@@ -63,6 +72,17 @@ def twin_kwargs(data: dict) -> dict:
     return out
 
 
+def sweep_plan(spec, control_hz: float, seconds: float = 600.0, period_s: float = 4.0) -> np.ndarray:
+    """Joint targets per control step: home plus a slow sinusoid on the first three joints."""
+    t = np.arange(int(seconds * control_hz)) / control_hz
+    phase = np.sin(2 * np.pi * t / period_s)
+    plan = np.tile(np.asarray(spec.home, dtype=np.float64), (len(t), 1))
+    plan[:, 0] += 0.5 * phase
+    plan[:, 1] += 0.15 * phase
+    plan[:, 2] -= 0.15 * phase
+    return np.clip(plan, spec.lower_array, spec.upper_array)
+
+
 class ExpertReplayPolicy:
     action_space = "joint"
     scene = None  # replays whatever episode the evaluation builds
@@ -80,6 +100,7 @@ class ExpertReplayPolicy:
         self._episode_key = None
         self.frames_seen = 0
         self.control_hz = None
+        self.infer_delay_s = 0.0
 
     @classmethod
     def load(cls, path: str | Path) -> "ExpertReplayPolicy":
@@ -97,8 +118,13 @@ class ExpertReplayPolicy:
         self.instruction = instruction
         if episode is None or "seed" not in episode or "twin" not in episode:
             raise ValueError("the expert-replay policy needs the episode context {'seed', 'twin'} from evaluation")
-        key = json.dumps([episode["seed"], episode["twin"]], sort_keys=True)
+        self.infer_delay_s = float(episode.get("infer_delay_s", 0.0))
+        key = json.dumps([episode["seed"], episode["twin"], episode.get("plan", "expert")], sort_keys=True)
         if key == self._episode_key and self._plan is not None:
+            return
+        if episode.get("plan") == "sweep":
+            self._plan = sweep_plan(self.spec, float(episode["twin"].get("control_rate_hz", 10.0)))
+            self._episode_key = key
             return
         from sim import ScriptedExpert, Twin, TwinConfig
 
@@ -127,4 +153,7 @@ class ExpertReplayPolicy:
         if np.asarray(obs.state).shape != (self.action_dim,):
             raise ValueError(f"state has shape {np.asarray(obs.state).shape}, expected ({self.action_dim},)")
         idx = np.clip(np.arange(obs.step, obs.step + self.chunk_size), 0, len(self._plan) - 1)
-        return self._plan[idx].copy(), {"total": time.perf_counter() - t0}
+        chunk = self._plan[idx].copy()
+        if self.infer_delay_s > 0:
+            time.sleep(self.infer_delay_s)
+        return chunk, {"total": time.perf_counter() - t0}

@@ -4,13 +4,20 @@ It is shared by ``vla-robot deploy``, the ROS 2 policy node and closed-loop eval
 Two clocks are supported:
 
 * ``pace=True`` (a real arm, or the twin in real time): tick ``k`` happens at
-  ``t0 + k * period`` on the wall clock. An overrun skips ticks, and the scheduler then
-  skips the actions meant for the missed steps.
+  ``t0 + k * wall_period`` on the wall clock. A tick that starts a whole period late is a
+  deadline miss: the missed ticks are skipped (counted), and with them the actions meant
+  for those steps (skipped by age, counted), so the arm never plays the past.
 * ``pace=False`` (lock-step twin): tick ``k`` is simply the k-th call; physics does not
   move while the policy thinks, so a synchronous run is deterministic.
 
 With ``asynchronous=True`` inference runs on a worker thread: the next chunk is computed
-while the current one executes, and its stale head is skipped on arrival.
+while the current one executes, and its stale head is skipped on arrival. Warm-up runs on
+the thread that will run inference (the worker, or the caller's thread when synchronous):
+CUDA graphs and compiled graphs belong to the thread and stream that captured them.
+
+A chunk belongs to the episode whose observation produced it: one that arrives after
+``start_episode`` began the next episode is discarded, never executed. A misshaped chunk,
+a failed inference or a failed IK solve holds position (counted) instead of ending the tick.
 """
 
 from __future__ import annotations
@@ -53,17 +60,46 @@ class EndEffectorAdapter:
 
 
 class InferenceWorker:
-    """One background thread, one request at a time (the scheduler never overlaps two)."""
+    """One background thread, one request at a time (the scheduler never overlaps two).
+
+    Results are ``(episode, obs, chunk, timings, error)``: the episode the request was made in
+    travels with it, so the loop can drop a chunk that outlived its episode.
+    """
 
     def __init__(self, policy: ChunkPolicy) -> None:
         self.policy = policy
-        self._requests: queue.Queue = queue.Queue(maxsize=1)
+        self._requests: queue.Queue = queue.Queue(maxsize=2)
         self._results: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="policy-inference", daemon=True)
         self._thread.start()
 
-    def submit(self, obs: Observation) -> None:
-        self._requests.put_nowait(obs)
+    def submit(self, obs: Observation, episode: int = 0) -> bool:
+        """Queue one inference; False (nothing queued) when the worker is still busy with older ones."""
+        try:
+            self._requests.put_nowait((episode, obs))
+            return True
+        except queue.Full:
+            return False
+
+    def call(self, fn: Callable[[], object], timeout: float | None = None):
+        """Run ``fn`` on the inference thread and return its result (warm-up, graph capture)."""
+        done = threading.Event()
+        box: dict = {}
+
+        def job() -> None:
+            try:
+                box["result"] = fn()
+            except BaseException as exc:  # handed back to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        self._requests.put(job, timeout=timeout)
+        if not done.wait(timeout):
+            raise TimeoutError(f"the inference thread did not finish the call within {timeout}s")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
 
     def poll(self):
         try:
@@ -79,14 +115,18 @@ class InferenceWorker:
 
     def _run(self) -> None:
         while True:
-            obs = self._requests.get()
-            if obs is None:
+            item = self._requests.get()
+            if item is None:
                 return
+            if callable(item):
+                item()
+                continue
+            episode, obs = item
             try:
                 chunk, timings = self.policy.infer(obs)
-                self._results.put((obs, chunk, timings, None))
+                self._results.put((episode, obs, chunk, timings, None))
             except Exception as exc:  # reported by the loop, which then holds position
-                self._results.put((obs, None, {}, exc))
+                self._results.put((episode, obs, None, {}, exc))
 
     def close(self) -> None:
         try:
@@ -134,11 +174,21 @@ class ControlLoop:
         self.latency = LatencyStats()
         self.worker = InferenceWorker(policy) if config.asynchronous else None
         self.instruction = ""
-        self.counters = {"ticks": 0, "overruns": 0, "missed_ticks": 0, "inference_errors": 0, "requests": 0}
+        self.episode = 0
+        # Called right before a command goes out; False drops it. The control thread closes it at a stop,
+        # so a tick that was already under way (a starved thread, a long synchronous inference) cannot
+        # publish after the stop: it sent a previous episode's pose after a twin reset once.
+        self.send_gate: Callable[[], bool] = lambda: True
+        self.counters = {"ticks": 0, "overruns": 0, "missed_ticks": 0, "actions_skipped_late": 0,
+                         "inference_errors": 0, "requests": 0, "bad_chunks": 0, "late_chunks_discarded": 0}
         self.running = True
         self._reset_clock()
 
     # -- episode -------------------------------------------------------------------------
+    def reset_clock(self) -> None:
+        """Step 0 of the episode is now."""
+        self._reset_clock()
+
     def _reset_clock(self) -> None:
         self.step_index = 0
         self._t0 = time.perf_counter()
@@ -148,8 +198,9 @@ class ControlLoop:
         self._new_chunk = False
 
     def start_episode(self, instruction: str, episode: dict | None = None) -> None:
-        if self.worker is not None and self.scheduler.in_flight:
-            self.worker.wait(timeout=30.0)  # drop the previous episode's late chunk
+        """Begin an episode. A chunk still being computed for the previous one is not waited for:
+        it arrives tagged with its episode and is discarded (``late_chunks_discarded``)."""
+        self.episode += 1
         self.instruction = instruction
         self.policy.reset(instruction, episode)
         self.scheduler.reset()
@@ -158,16 +209,29 @@ class ControlLoop:
 
     def warmup(self, calls: int = 2) -> float:
         """Run inference on live observations without acting, so first-call costs (CUDA-graph
-        capture, compilation, allocator growth) never land inside a control period. Returns seconds."""
+        capture, compilation, allocator growth) never land inside a control period. It runs on
+        the thread that will run inference: the worker when asynchronous (graphs and compiled
+        code are bound to the capturing thread's stream), the caller's thread otherwise. Seconds."""
         t0 = time.perf_counter()
         for _ in range(calls):
-            self.policy.infer(self.observe())
+            obs = self.observe()
+            if self.worker is not None:
+                self.worker.call(lambda obs=obs: self.policy.infer(obs), timeout=600.0)
+            else:
+                self.policy.infer(obs)
         self._reset_clock()
         return time.perf_counter() - t0
 
     # -- one tick -----------------------------------------------------------------------
     def _now_step(self) -> int:
-        return int((time.perf_counter() - self._t0) / self.period) if self.pace else self.step_index
+        return int((time.perf_counter() - self._t0) / self.wall_period) if self.pace else self.step_index
+
+    def _skip_late(self, missed: int) -> None:
+        """Ticks ``step_index .. step_index + missed`` are gone: count them and the actions they held."""
+        self.counters["overruns"] += 1
+        self.counters["missed_ticks"] += missed
+        self.counters["actions_skipped_late"] += self.scheduler.available(self.step_index, self.step_index + missed)
+        self.step_index += missed
 
     def observe(self) -> Observation:
         state = self.robot.read_state()
@@ -180,14 +244,23 @@ class ControlLoop:
         return Observation(images, state.positions, self.instruction, stamp, received, self.step_index)
 
     def _ingest(self, result) -> None:
-        obs, chunk, timings, error = result
+        episode, obs, chunk, timings, error = result
+        if episode != self.episode:
+            self.counters["late_chunks_discarded"] += 1  # made for an episode that has ended
+            return
         if error is not None:
             self.counters["inference_errors"] += 1
             log.error("inference failed at step %d: %s", obs.step, error)
             self.scheduler.cancel_request()
             return
         self.latency.extend(timings)
-        self.scheduler.add_chunk(chunk, obs_step=obs.step, arrival_step=self.step_index)
+        try:
+            self.scheduler.add_chunk(chunk, obs_step=obs.step, arrival_step=self.step_index)
+        except ValueError as exc:  # a misshaped chunk: hold (the queue stays as it was), never crash the tick
+            self.counters["bad_chunks"] += 1
+            self.safety.alert("bad_chunk", f"chunk from step {obs.step} refused: {exc}")
+            self.scheduler.cancel_request()
+            return
         self._chunk_obs_time = obs.receive_time
         self._new_chunk = True
 
@@ -204,21 +277,21 @@ class ControlLoop:
             obs = self.observe()
             image_age = max(0.0, time.time() - obs.receive_time)
             if image_age <= self.config.safety.max_obs_age_s:
-                self.scheduler.mark_requested(self.step_index)
-                self.counters["requests"] += 1
                 if self.worker is not None:
-                    self.worker.submit(obs)
+                    if self.worker.submit(obs, self.episode):
+                        self.scheduler.mark_requested(self.step_index)
+                        self.counters["requests"] += 1
                 else:
+                    self.scheduler.mark_requested(self.step_index)
+                    self.counters["requests"] += 1
                     try:
                         chunk, timings = self.policy.infer(obs)
                         late = self._now_step() - self.step_index
                         if late > 0:  # the blocking inference overran: those ticks are gone
-                            self.counters["overruns"] += 1
-                            self.counters["missed_ticks"] += late
-                            self.step_index += late
-                        self._ingest((obs, chunk, timings, None))
+                            self._skip_late(late)
+                        self._ingest((self.episode, obs, chunk, timings, None))
                     except Exception as exc:
-                        self._ingest((obs, None, {}, exc))
+                        self._ingest((self.episode, obs, None, {}, exc))
         measured = self.robot.read_state().positions
         action = self.scheduler.action_for(self.step_index) if self.running else None
         now = time.perf_counter()
@@ -235,6 +308,9 @@ class ControlLoop:
         return self._send(decision, t_tick)
 
     def _send(self, decision: SafetyDecision, t_tick: float) -> StepRecord:
+        if not self.send_gate():
+            self.counters["dropped_after_stop"] = self.counters.get("dropped_after_stop", 0) + 1
+            return StepRecord(self.step_index, decision.targets, True, ["stopped"], 0)
         self.robot.send_joint_targets(decision.targets)
         t_sent = time.perf_counter()
         self.latency.add("tick", t_sent - t_tick)
@@ -251,14 +327,11 @@ class ControlLoop:
         return record
 
     def _wait_for_tick(self) -> None:
-        target = self._t0 + self.step_index * self.period
+        target = self._t0 + self.step_index * self.wall_period
         now = time.perf_counter()
-        if now > target + self.period:  # overran by at least one whole period: skip the missed ticks
-            missed = int((now - target) / self.period)
-            self.counters["overruns"] += 1
-            self.counters["missed_ticks"] += missed
-            self.step_index += missed
-            target = self._t0 + self.step_index * self.period
+        if now > target + self.wall_period:  # missed its deadline by a whole period: skip the missed ticks
+            self._skip_late(int((now - target) / self.wall_period))
+            target = self._t0 + self.step_index * self.wall_period
         while True:
             remaining = target - time.perf_counter()
             if remaining <= 0:

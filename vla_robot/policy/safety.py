@@ -6,14 +6,19 @@ Rules, in order, each counted every time it fires:
 2. watchdog: observation older than ``max_obs_age_s``, or no action for longer than
    ``max_inference_stall_s``: hold position;
 3. no action this step (queue empty): hold position;
-4. a NaN/Inf or wrongly shaped action: hold position and raise an alert;
-5. end-effector actions: the target is clamped into the workspace box;
-6. joint position and velocity limits through the shared ``JointLimitClamp``.
+4. a NaN/Inf or wrongly shaped action, or an IK failure: hold position and raise an alert;
+5. end-effector actions: the target is clamped into the workspace box before IK;
+6. joint position and velocity limits through the shared ``JointLimitClamp``;
+7. joint-space actions: forward kinematics keeps the TCP in the workspace box and above
+   the table plane (``vla_robot.policy.workspace``).
 
-"Hold" means the measured joint positions at the moment holding began, so a long
-hold never drifts and resuming starts from where the arm really is. Velocity limits are
-applied to the change between successive *commanded* targets, which bounds how fast
-the command moves even when the arm lags behind it.
+"Hold" means the last commanded pose (the measured one only before any command), latched
+when holding begins, so a long hold never drifts. Holding the measured pose instead made
+every hold jump the command back by the arm's tracking lag, let an arm under gravity sag
+a little further at each hold (with ``--request-threshold 0`` that was every chunk
+boundary) and opened a closed gripper onto the object it held. Velocity limits apply to
+the change between successive *commanded* targets, which bounds how fast the command
+moves even when the arm lags behind it, and makes resuming from a hold smooth.
 """
 
 from __future__ import annotations
@@ -39,12 +44,15 @@ EVENTS = (
     "no_action",
     "non_finite_action",
     "bad_shape_action",
+    "bad_chunk",
+    "ik_error",
     "workspace_clamp",
     "position_clamp",
     "velocity_clamp",
     "hold",
 )
-ALERT_EVENTS = frozenset({"estop", "stale_observation", "inference_stall", "non_finite_action", "bad_shape_action"})
+ALERT_EVENTS = frozenset({"estop", "stale_observation", "inference_stall", "non_finite_action", "bad_shape_action",
+                          "bad_chunk", "ik_error"})
 
 
 @dataclass
@@ -80,6 +88,12 @@ class SafetyLayer:
         scaled = dataclasses.replace(spec, max_velocity=tuple(v * self.config.velocity_scale for v in spec.max_velocity))
         self.clamp = JointLimitClamp(scaled)
         self.workspace = WorkspaceBox(self.config.workspace_low, self.config.workspace_high)
+        self.joint_workspace = None
+        if self.config.joint_workspace:
+            from vla_robot.policy.workspace import JointWorkspaceGuard
+
+            self.joint_workspace = JointWorkspaceGuard(spec.name, self.config.workspace_low, self.config.workspace_high,
+                                                       self.config.table_z, self.config.table_clearance)
         self.on_alert = on_alert
         self.counts: Counter[str] = Counter()
         self.alerts: list[tuple[str, str]] = []
@@ -102,12 +116,17 @@ class SafetyLayer:
         self._last_command = None
 
     # -- the per-step filter --------------------------------------------------------------
+    def alert(self, name: str, message: str) -> None:
+        """Count and report an event found outside the filter (a refused chunk)."""
+        self._event(name, message)
+
     def filter(
         self,
         action: np.ndarray | None,
         measured: np.ndarray,
         obs_age_s: float = 0.0,
         stall_s: float = 0.0,
+        workspace: bool = True,
     ) -> SafetyDecision:
         """Safe joint targets for this step from a joint-space ``action`` (or None)."""
         measured = np.asarray(measured, dtype=np.float64)
@@ -127,7 +146,7 @@ class SafetyLayer:
         if not np.all(np.isfinite(action)):
             bad = [self.spec.joint_names[i] for i in np.flatnonzero(~np.isfinite(action))]
             return self._holding(measured, ["non_finite_action"], f"non-finite action for joints {bad}")
-        return self._limit(action, measured, [])
+        return self._limit(action, measured, [], workspace)
 
     def filter_ee(
         self,
@@ -153,7 +172,10 @@ class SafetyLayer:
                 events.append("workspace_clamp")
                 action = action.copy()
                 action[:3] = target - ee_position
-            joints = to_joints(action)
+            try:
+                joints = to_joints(action)
+            except Exception as exc:  # an IK that cannot solve holds; it never ends the tick
+                return self._holding(np.asarray(measured, dtype=np.float64), ["ik_error"], f"IK failed: {exc}")
             decision = self.filter(joints, measured, obs_age_s, stall_s)
             decision.events = events + decision.events
             return decision
@@ -164,7 +186,7 @@ class SafetyLayer:
         return self.filter(None, measured, obs_age_s, stall_s)
 
     # -- internals ----------------------------------------------------------------------
-    def _limit(self, action: np.ndarray, measured: np.ndarray, events: list[str]) -> SafetyDecision:
+    def _limit(self, action: np.ndarray, measured: np.ndarray, events: list[str], workspace: bool = True) -> SafetyDecision:
         self._hold = None
         reference = self._last_command if self._last_command is not None else measured
         pos_before, vel_before = self.clamp.position_clamps, self.clamp.velocity_clamps
@@ -175,6 +197,11 @@ class SafetyLayer:
         if self.clamp.velocity_clamps > vel_before:
             self._event("velocity_clamp")
             events.append("velocity_clamp")
+        if workspace and self.joint_workspace is not None:
+            targets, clamped = self.joint_workspace.limit(reference, targets)
+            if clamped:
+                self._event("workspace_clamp")
+                events.append("workspace_clamp")
         self._last_command = targets
         return SafetyDecision(targets=targets, holding=False, events=events)
 
@@ -184,9 +211,12 @@ class SafetyLayer:
                 self._event(name, message)
         self.counts["hold"] += 1
         if self._hold is None:
-            finite = np.isfinite(measured)
-            base = self._last_command if self._last_command is not None else self.spec.lower_array * 0
-            self._hold = np.clip(np.where(finite, measured, base), self.spec.lower_array, self.spec.upper_array)
+            if self._last_command is not None:  # the last command: no jump, no sag, the grip kept
+                self._hold = self._last_command.copy()
+            else:  # nothing commanded yet: where the arm is (a non-finite reading falls back to home)
+                home = np.asarray(self.spec.home, dtype=np.float64)
+                self._hold = np.clip(np.where(np.isfinite(measured), measured, home), self.spec.lower_array,
+                                     self.spec.upper_array)
         self._last_command = self._hold.copy()
         return SafetyDecision(targets=self._hold.copy(), holding=True, events=list(events))
 

@@ -57,6 +57,10 @@ class ChunkScheduler:
         ends = [c.end for c in self._chunks]
         return max(0, max(ends) - step) if ends else 0
 
+    def available(self, start: int, stop: int) -> int:
+        """How many of the steps ``start .. stop-1`` have a queued action (what a late tick skips)."""
+        return sum(1 for step in range(start, stop) if any(c.start <= step < c.end for c in self._chunks))
+
     def should_request(self, step: int) -> bool:
         """True when no inference is in flight and the queue is at or below the threshold."""
         if self.in_flight:

@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, default=90)
     parser.add_argument("--max-steps", type=int, default=150, help="cut an episode after this many control steps")
     parser.add_argument("--preview", default="", help="write a live JPEG preview to this path")
+    parser.add_argument("--console", metavar="[HOST:]PORT", default=None,
+                        help="serve the recording console in a browser, e.g. --console 8080 (http://127.0.0.1:8080/); "
+                             "another HOST needs --console-token")
+    parser.add_argument("--console-token", default="", help="console access token (or set $VLA_CONSOLE_TOKEN)")
+    parser.add_argument("--manual", action="store_true",
+                        help="sim: the operator starts and saves episodes from the console while the scripted expert "
+                             "drives the twin; runs until Ctrl-C (needs --console)")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -41,6 +48,18 @@ def parse_size(text: str) -> tuple[int, int]:
     if not (16 <= w <= 2048 and 16 <= h <= 2048):
         raise SystemExit(f"--size {text!r}: width and height must be in 16..2048")
     return w, h
+
+
+def parse_console(text: str | None) -> tuple[str, int] | None:
+    """``8080`` -> (127.0.0.1, 8080); ``0.0.0.0:8080`` -> (0.0.0.0, 8080); None -> None."""
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise SystemExit(f"--console {text!r}: expected [HOST:]PORT, e.g. 8080 or 0.0.0.0:8080") from None
+    return (host.strip("[]") or "127.0.0.1"), number
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +75,19 @@ def run(args: argparse.Namespace) -> int:
     from vla_robot.ros.sim_stack import SimStack, SimStackConfig
 
     width, height = parse_size(args.size)
+    console = parse_console(args.console)
+    if args.manual and console is None:
+        raise SystemExit("--manual: episodes are started from the browser console; add --console 8080")
     config = SimStackConfig(store=args.out, robot=args.arm, task=args.task, n_cards=args.n_cards, split=args.split, layout_seed=args.layout_seed,
                             cameras=tuple(c for c in args.cameras.split(",") if c), width=width, height=height,
                             control_rate_hz=args.rate, rate_factor=args.speed, seed=args.seed,
                             encoding=args.encoding, quality=args.quality, max_steps=args.max_steps,
-                            preview_path=args.preview)
+                            preview_path=args.preview,
+                            console_port=None if console is None else console[1],
+                            console_host="127.0.0.1" if console is None else console[0],
+                            console_token=args.console_token)
+    if args.manual:
+        return run_manual(config)
     bar = tqdm(total=args.episodes, desc="episodes", unit="ep")
 
     def progress(result: dict) -> None:
@@ -69,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(f"  {result['message']}: {result['instruction']!r}")
 
     with SimStack(config) as stack:
+        if stack.console is not None:
+            print(f"recording console: {stack.console.url}")
         results = stack.record_episodes(args.episodes, progress=progress)
         status = stack.recorder.status()
         rerecorded = stack.rerecorded
@@ -77,4 +106,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"recorded {len(results)} episodes into {args.out} ({ok} successful); "
           f"gaps {status.get('gaps')}, rejected {status.get('rejected')}, lag p99 {status.get('lag_p99_s', 0) * 1000:.0f} ms"
           + (f"; {rerecorded} empty episode(s) discarded and re-recorded" if rerecorded else ""))
+    return 0
+
+
+def run_manual(config) -> int:
+    """The operator starts and saves episodes from the console; the scripted expert drives the twin
+    while an episode records, and the twin resets after every save or discard."""
+    import signal
+    import threading
+
+    from vla_robot.ros.sim_stack import SimStack
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with SimStack(config) as stack:
+        print(f"recording console: {stack.console.url}  (Ctrl-C to quit)", flush=True)
+        stack.drive_while_recording(stop)
     return 0

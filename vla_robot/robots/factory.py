@@ -2,6 +2,9 @@
 
 ``port="virtual://"`` puts a byte-level virtual servo chain on the wire instead of a
 USB adapter: a dry run of the real driver and SDK without hardware.
+``port="twin"`` / ``"twin://so100?name=x"`` puts the real-time twin there: the same driver,
+whose servos are the joints of a MuJoCo arm running on the wall clock (``sim.realtime``);
+the running twin is ``robot.twin_host``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,18 @@ def _virtual_factory(kind: str, ids):
     return chain, (lambda port, baudrate: chain)
 
 
+def is_twin_port(port: str) -> bool:
+    """``twin``, ``twin?name=x`` or ``twin://ARM?...``: the real-time twin instead of a serial port."""
+    return port == "twin" or port.startswith("twin://") or port.startswith("twin?")
+
+
 def make_robot(kind: str, **params: Any):
     """``kind``: widowx | so100 | sim. Unknown parameters raise, naming the allowed ones."""
+    if kind in ("widowx", "so100") and is_twin_port(str(params.get("port", ""))):
+        from sim.realtime.robot import make_twin_robot
+
+        _check(kind, params, {"port", "baudrate"} | ({"calibration_path"} if kind == "so100" else set()))
+        return make_twin_robot(kind, **params)
     if kind == "widowx":
         from dataclasses import fields
 

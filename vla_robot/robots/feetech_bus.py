@@ -20,8 +20,18 @@ STS3215_TABLE = ControlTable(
     velocity_sign_bit=15,
     position_sign_bit=15,
     homing_offset=31,
+    operating_mode=33,  # 0 = position servo
+    profile_velocity=(46, 2),  # Goal Velocity: the running-speed cap in position mode, steps/s
+    profile_acceleration=(41, 1),  # Acceleration, 100 steps/s^2 per unit (0 would mean "as fast as it can")
+    profile_velocity_unit_rad_s=2 * math.pi / 4096,
+    profile_acceleration_unit_rad_s2=100 * 2 * math.pi / 4096,
+    hardware_error=65,  # Status register (STS memory table)
+    hardware_error_bits=((0, "voltage"), (1, "magnetic encoder"), (2, "overheating"), (3, "overcurrent"),
+                         (5, "overload")),
+    alert_mask=0x2F,  # the status packet's error byte carries those same fault bits
 )
 STS3215_LOCK = 55  # EEPROM lock: 0 lets the homing offset be written
+POSITION_MODE = 0
 
 
 def encode_homing_offset(offset: int) -> int:

@@ -1,7 +1,12 @@
-"""A Robot on a serial servo bus: tick conversion, limit clamping, torque and e-stop.
+"""A Robot on a serial servo bus: tick conversion, limit clamping, torque, stop and faults.
 
-The WidowX 250 (Dynamixel) and the SO-100 (Feetech) differ only in their bus and in how
-ticks map to joint units, so both are this class with different ``JointTicks``.
+The WidowX 250 (Dynamixel) and the SO-100 (Feetech) differ only in their bus, in how
+ticks map to joint units and in their servo settings, so both are this class with
+different ``JointTicks`` and ``servo_settings``.
+
+E-stop is a stop category 2 (IEC 60204-1): the servos keep torque and hold the last
+commanded pose. Neither arm has brakes: torque off at an e-stop dropped a WidowX onto the
+table. Torque off is its own, explicit call (``set_torque(False)``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 from vla_robot.robots.interface import RobotState
 from vla_robot.robots.limits import JointLimitClamp
 from vla_robot.robots.servo_bus import ServoBus
+from vla_robot.robots.servo_setup import EepromUnlock, RegisterSetting, SettingWrite, apply_settings
 from vla_robot.robots.specs import RobotSpec
 
 
@@ -67,6 +73,7 @@ class ServoArm:
         self.torque_enabled = False
         self.commands_sent = 0
         self.commands_refused = 0
+        self.settings_written: list[SettingWrite] = []  # what the last connect had to change
         self._last_command: np.ndarray | None = None
         self._last_command_time = 0.0
         self._lock = threading.Lock()
@@ -76,12 +83,15 @@ class ServoArm:
         self.bus.open()
         for sid in self.ids:
             self.bus.ping(sid)
-        self._prepare()
+        self.settings_written = apply_settings(self.bus, self.servo_settings(), self.eeprom_unlock)
         if self.enable_torque_on_connect:
             self.set_torque(True)
 
-    def _prepare(self) -> None:
-        """Hook for EEPROM setup (homing offsets) while torque is still off."""
+    def servo_settings(self) -> dict[int, list[RegisterSetting]]:
+        """Register values this arm needs (operating mode, profile, offsets); written only where they differ."""
+        return {}
+
+    eeprom_unlock: EepromUnlock | None = None
 
     def close(self) -> None:
         self.bus.close()
@@ -130,12 +140,43 @@ class ServoArm:
         self.torque_enabled = enabled
         self._last_command = None
 
-    def estop(self) -> None:
-        """Torque off at once and latch: every later command is refused until ``release_estop``."""
+    def hold(self, target: np.ndarray | None = None) -> np.ndarray:
+        """Write the hold goal now: the last commanded pose (the present pose before any command).
+
+        Holding the *commanded* pose, not the measured one, is what keeps an arm from sagging
+        a little further at every hold and a closed gripper from letting go of what it holds.
+        The servos' profile acceleration bounds the deceleration toward it. ``target`` holds
+        somewhere else, such as where a blocked arm really is: only position limits apply,
+        because the point is to stop pushing toward a goal the arm cannot reach.
+        """
+        with self._lock:
+            if target is not None:
+                self._last_command = self.clamp(target)
+            elif self._last_command is None:
+                ticks = self.bus.read_positions(self.ids)
+                self._last_command = np.array([j.from_ticks(ticks[j.servo_id]) for j in self.joints])
+            target = self._last_command.copy()
+            self.bus.write_goal_positions({j.servo_id: j.to_ticks(v) for j, v in zip(self.joints, target)})
+        self._last_command_time = time.monotonic()
+        return target
+
+    def estop(self) -> np.ndarray:
+        """Stop category 2: hold the last commanded pose with torque on, and latch: every later
+        command is refused until ``release_estop``. Returns the pose held."""
         self.estopped = True
-        self.bus.set_torque(self.ids, False)
-        self.torque_enabled = False
-        self._last_command = None
+        return self.hold()
 
     def release_estop(self) -> None:
+        """Clear the latch. Nothing moves: the servos keep holding until the next command."""
         self.estopped = False
+
+    def read_hardware_errors(self) -> dict[int, list[str]]:
+        """Servo id -> the faults its hardware-error register reports (healthy servos are left out).
+
+        Read from the register itself, not only from the alert flag of status packets: sync
+        reads carry no per-servo error byte, and the register names the fault."""
+        table = self.bus.table
+        with self._lock:
+            status = self.bus.read_hardware_errors(self.ids)
+        return {sid: table.describe_hardware_error(v & table.fault_mask) for sid, v in status.items()
+                if v & table.fault_mask}

@@ -38,11 +38,31 @@ class ControlTable:
     velocity_sign_bit: int | None  # sign-magnitude bit (Feetech); None for two's complement
     position_sign_bit: int | None = None
     homing_offset: int | None = None
+    operating_mode: int | None = None  # EEPROM (written with torque off only)
+    # Profile registers (RAM): the servo's own trajectory generator limits speed and acceleration,
+    # so a held goal is approached, and a stop decelerates, within the arm spec's limits.
+    profile_velocity: tuple[int, int] | None = None  # (address, width)
+    profile_acceleration: tuple[int, int] | None = None
+    profile_velocity_unit_rad_s: float = 0.0  # one raw unit, motor rad/s
+    profile_acceleration_unit_rad_s2: float = 0.0
+    hardware_error: int | None = None  # 1-byte status register: which faults the servo has latched
+    hardware_error_bits: tuple[tuple[int, str], ...] = ()  # (bit, name) of that register
+    alert_mask: int = 0  # status-packet error bits that report a servo fault rather than a failed instruction
 
     def decode_signed(self, raw: int, width: int, sign_bit: int | None = None) -> int:
         if sign_bit is not None:
             return -(raw & ((1 << sign_bit) - 1)) if raw & (1 << sign_bit) else raw & ((1 << sign_bit) - 1)
         return raw - (1 << (8 * width)) if raw >= 1 << (8 * width - 1) else raw
+
+    @property
+    def fault_mask(self) -> int:
+        """The bits of the hardware-error register that name a fault."""
+        return sum(1 << bit for bit, _ in self.hardware_error_bits)
+
+    def describe_hardware_error(self, status: int) -> list[str]:
+        """Names of the fault bits set in a hardware-error status value (unknown bits by number)."""
+        known = dict(self.hardware_error_bits)
+        return [known.get(bit, f"bit {bit}") for bit in range(8) if status & (1 << bit)]
 
 
 def default_serial_factory(port: str, baudrate: int):
@@ -74,6 +94,7 @@ class ServoBus:
         self._serial_factory = serial_factory or default_serial_factory
         self._lock = threading.Lock()
         self.errors = 0
+        self.alerts: dict[int, int] = {}  # servo id -> the last fault bits its status packets carried
         self.port = self._make_port_handler()
 
     def _make_port_handler(self):
@@ -101,10 +122,17 @@ class ServoBus:
             self.port.closePort()
 
     # -- transactions -------------------------------------------------------------------
-    def _check(self, result: int, error: int, what: str) -> None:
+    def _check(self, result: int, error: int, what: str, servo_id: int | None = None) -> None:
+        """Raise on a failed transaction. A fault *alert* in the reply (Dynamixel's bit 7, every
+        bit of a Feetech status byte) is not a failed instruction: the servo carried it out and
+        says it has a hardware fault. It is recorded in ``alerts`` for the guard to read the
+        fault register, instead of failing the write that may be the hold command."""
         if result != self.sdk.COMM_SUCCESS:
             self.errors += 1
             raise ServoBusError(f"{self.table.family} on {self.port_name}: {what}: {self.packet.getTxRxResult(result)}")
+        if error and servo_id is not None and error & self.table.alert_mask:
+            self.alerts[servo_id] = error & self.table.alert_mask
+            error &= ~self.table.alert_mask
         if error:
             self.errors += 1
             raise ServoBusError(f"{self.table.family} on {self.port_name}: {what}: {self.packet.getRxPacketError(error)}")
@@ -113,15 +141,23 @@ class ServoBus:
         """Return the servo's model number; raise naming the id when it does not answer."""
         with self._lock:
             model, result, error = self.packet.ping(self.port, servo_id)
-        self._check(result, error, f"ping id {servo_id} (is it powered, wired, and at {self.baudrate} baud?)")
+        self._check(result, error, f"ping id {servo_id} (is it powered, wired, and at {self.baudrate} baud?)", servo_id)
         return int(model)
+
+    def read(self, servo_id: int, address: int, width: int) -> int:
+        """One register of one servo, unsigned."""
+        reader = {1: self.packet.read1ByteTxRx, 2: self.packet.read2ByteTxRx, 4: self.packet.read4ByteTxRx}[width]
+        with self._lock:
+            value, result, error = reader(self.port, servo_id, address)
+        self._check(result, error, f"read id {servo_id} address {address}", servo_id)
+        return int(value)
 
     def write(self, servo_id: int, address: int, value: int, width: int) -> None:
         raw = value & ((1 << (8 * width)) - 1)
         writer = {1: self.packet.write1ByteTxRx, 2: self.packet.write2ByteTxRx, 4: self.packet.write4ByteTxRx}[width]
         with self._lock:
             result, error = writer(self.port, servo_id, address, raw)
-        self._check(result, error, f"write id {servo_id} address {address}")
+        self._check(result, error, f"write id {servo_id} address {address}", servo_id)
 
     def set_torque(self, servo_ids, enabled: bool) -> None:
         self.sync_write(self.table.torque_enable, 1, {sid: int(enabled) for sid in servo_ids})
@@ -161,3 +197,9 @@ class ServoBus:
 
     def write_goal_positions(self, ticks: dict[int, int]) -> None:
         self.sync_write(self.table.goal_position, self.table.position_bytes, ticks)
+
+    def read_hardware_errors(self, servo_ids) -> dict[int, int]:
+        """The fault register of each servo (0 = healthy); empty when the family has none."""
+        if self.table.hardware_error is None:
+            return {}
+        return self.sync_read(self.table.hardware_error, 1, servo_ids)

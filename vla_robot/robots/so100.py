@@ -6,9 +6,10 @@ import math
 from dataclasses import dataclass
 
 from vla_robot.robots.calibration import MotorCalibration, default_calibration, load_calibration
-from vla_robot.robots.feetech_bus import STS3215_LOCK, STS3215_TABLE, encode_homing_offset, feetech_bus
+from vla_robot.robots.feetech_bus import POSITION_MODE, STS3215_LOCK, encode_homing_offset, feetech_bus
 from vla_robot.robots.servo_arm import JointTicks, ServoArm
-from vla_robot.robots.servo_bus import SerialFactory
+from vla_robot.robots.servo_bus import SerialFactory, ServoBus
+from vla_robot.robots.servo_setup import RegisterSetting, merge, profile_settings
 from vla_robot.robots.specs import SO100
 
 RAD_PER_TICK = 2 * math.pi / 4096
@@ -42,12 +43,22 @@ class SO100Arm(ServoArm):
         super().__init__(SO100, feetech_bus(config.port, config.baudrate, serial_factory),
                          so100_joint_ticks(self.calibration), enable_torque_on_connect=enable_torque_on_connect)
 
-    def _prepare(self) -> None:
-        if not self.config.write_homing_offsets:
-            return
-        self.bus.set_torque(self.ids, False)
+    def servo_settings(self) -> dict[int, list[RegisterSetting]]:
+        """Position mode, the spec's profile and (unless told not to) the calibration's homing offsets.
+
+        An offset is written only when the servo holds another one: each write wears the EEPROM."""
+        table = self.bus.table
+        settings = {}
         for name in SO100.joint_names:
             m = self.calibration[name]
-            self.bus.write(m.id, STS3215_LOCK, 0, 1)
-            self.bus.write(m.id, STS3215_TABLE.homing_offset, encode_homing_offset(m.homing_offset), 2)
-            self.bus.write(m.id, STS3215_LOCK, 1, 1)
+            regs = [RegisterSetting("operating mode", table.operating_mode, 1, POSITION_MODE, eeprom=True)]
+            if self.config.write_homing_offsets:
+                regs.append(RegisterSetting("homing offset", table.homing_offset, 2,
+                                            encode_homing_offset(m.homing_offset), eeprom=True))
+            settings[m.id] = regs
+        return merge(settings, profile_settings(table, self.spec, self.ids, [j.units_per_tick for j in self.joints]))
+
+    @staticmethod
+    def eeprom_unlock(bus: ServoBus, servo_id: int, unlocked: bool) -> None:
+        """STS3215 EEPROM is locked (Lock register 55 = 1) except around a write."""
+        bus.write(servo_id, STS3215_LOCK, 0 if unlocked else 1, 1)

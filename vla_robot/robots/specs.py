@@ -21,6 +21,11 @@ class RobotSpec:
     home: tuple[float, ...]
     gripper_open: float
     gripper_closed: float
+    # rad/s^2 (m/s^2 for a prismatic gripper). Written to the servos' profile acceleration at
+    # connect, so every stop (e-stop, stop, watchdog hold) decelerates within it on the servo itself.
+    max_acceleration: tuple[float, ...] = ()
+    # Where torque may go off: folded onto its rests, so nothing falls (Interbotix's sleep pose).
+    sleep: tuple[float, ...] = ()
 
     @property
     def dof(self) -> int:
@@ -42,6 +47,16 @@ class RobotSpec:
     def max_velocity_array(self) -> np.ndarray:
         return np.asarray(self.max_velocity, dtype=np.float64)
 
+    @property
+    def max_acceleration_array(self) -> np.ndarray:
+        return np.asarray(self.max_acceleration, dtype=np.float64)
+
+    def __post_init__(self) -> None:
+        for name in ("lower", "upper", "max_velocity", "home", "max_acceleration", "sleep"):
+            value = getattr(self, name)
+            if value and len(value) != len(self.joint_names):
+                raise ValueError(f"{self.name}: {name} has {len(value)} values for {len(self.joint_names)} joints")
+
 
 WIDOWX_250 = RobotSpec(
     name="widowx250",
@@ -52,6 +67,8 @@ WIDOWX_250 = RobotSpec(
     home=(0.0, -0.6, 0.6, 0.0, 1.2, 0.0, 0.037),
     gripper_open=0.037,
     gripper_closed=0.015,
+    max_acceleration=(10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 0.5),
+    sleep=(0.0, -1.80, 1.55, 0.0, 0.8, 0.0, 0.037),  # Interbotix wx250(s) sleep_positions, gripper open
 )
 
 SO100 = RobotSpec(
@@ -63,6 +80,8 @@ SO100 = RobotSpec(
     home=(0.0, -1.57, 1.57, 0.0, 0.0, 0.0),
     gripper_open=1.0,
     gripper_closed=-0.1,
+    max_acceleration=(10.0, 10.0, 10.0, 10.0, 10.0, 10.0),
+    sleep=(0.0, -1.57, 1.57, 0.0, 0.0, 0.0),  # folded onto its own base (lerobot's rest pose)
 )
 
 ROBOT_SPECS: dict[str, RobotSpec] = {spec.name: spec for spec in (WIDOWX_250, SO100)}

@@ -134,6 +134,31 @@ class _VirtualChain:
     def _reply_for(self, servo_id: int) -> bool:
         return servo_id in self.servos and servo_id not in self.silent_ids
 
+    # -- hooks a servo model behind the wire overrides (the real-time twin's servos do) --------
+    def _accepts(self, servo_id: int) -> bool:
+        """Whether the servo acts on instructions at all (a powered-off servo does not)."""
+        return servo_id in self.servos
+
+    def _refresh(self, servo_id: int) -> None:
+        """Bring the servo's present-value registers up to date before they are read."""
+
+    def _error(self, servo_id: int) -> int:
+        """The error byte of the servo's status packets (0: no error)."""
+        return 0
+
+    def _write_table(self, servo: VirtualServo, address: int, data: bytes) -> int:
+        """Store written bytes in the control table; returns the status error (0: accepted)."""
+        servo.table[address : address + len(data)] = data
+        self._after_write(servo, address, len(data))
+        return 0
+
+    def _other_instruction(self, servo_id: int, inst: int, params: bytes) -> None:
+        """Instructions beyond ping/read/write/sync (a real servo ignores what it does not know)."""
+
+    def _read_reply(self, servo_id: int, address: int, size: int) -> None:
+        self._refresh(servo_id)
+        self._status(servo_id, bytes(self.servos[servo_id].table[address : address + size]), self._error(servo_id))
+
     # -- instructions -------------------------------------------------------------------
     field_bytes: int  # width of the address and length fields in instruction parameters
 
@@ -152,31 +177,28 @@ class _VirtualChain:
     def _execute(self, servo_id: int, inst: int, params: bytes) -> None:
         """Carry out one well-framed instruction; the protocols differ only in framing and field widths."""
         if inst == PING and self._reply_for(servo_id):
-            self._status(servo_id, self._ping_params(self.servos[servo_id]))
+            self._status(servo_id, self._ping_params(self.servos[servo_id]), self._error(servo_id))
         elif inst == READ and self._reply_for(servo_id):
-            addr, size = self._field(params, 0), self._field(params, 1)
-            self._status(servo_id, bytes(self.servos[servo_id].table[addr : addr + size]))
-        elif inst == WRITE and servo_id in self.servos:
+            self._read_reply(servo_id, self._field(params, 0), self._field(params, 1))
+        elif inst == WRITE and self._accepts(servo_id):
             addr, data = self._field(params, 0), params[self.field_bytes :]
-            servo = self.servos[servo_id]
-            servo.table[addr : addr + len(data)] = data
-            self._after_write(servo, addr, len(data))
+            error = self._write_table(self.servos[servo_id], addr, bytes(data))
             if self._reply_for(servo_id):
-                self._status(servo_id, b"")
+                self._status(servo_id, b"", error or self._error(servo_id))
         elif inst == SYNC_READ:
             addr, size = self._field(params, 0), self._field(params, 1)
             for sid in params[2 * self.field_bytes :]:
                 if self._reply_for(sid):
-                    self._status(sid, bytes(self.servos[sid].table[addr : addr + size]))
+                    self._read_reply(sid, addr, size)
         elif inst == SYNC_WRITE:
             addr, size = self._field(params, 0), self._field(params, 1)
             rest = params[2 * self.field_bytes :]
             for i in range(0, len(rest), size + 1):
                 sid, data = rest[i], rest[i + 1 : i + 1 + size]
-                if sid in self.servos:
-                    servo = self.servos[sid]
-                    servo.table[addr : addr + size] = data
-                    self._after_write(servo, addr, size)
+                if self._accepts(sid):
+                    self._write_table(self.servos[sid], addr, bytes(data))
+        elif inst not in (PING, READ, WRITE):
+            self._other_instruction(servo_id, inst, params)
 
 
 class VirtualDynamixelChain(_VirtualChain):

@@ -2,6 +2,21 @@
 
 The shoulder and elbow each have a shadow motor that Interbotix firmware config slaves
 to the primary (Secondary ID), so only the primary ids are commanded and read.
+
+Servo settings at connect (written only where they differ, see ``servo_setup``):
+
+* every joint, the gripper included, in Position Control Mode (3). Interbotix's ``modes.yaml``
+  puts the arm group in position mode and the gripper in PWM mode, where the gripper takes an
+  effort, not a position. This driver commands finger travel (the project's one robot
+  interface is joint positions, and recorded actions are positions), so the gripper is a
+  position servo too. Its XL430-W250 has no current sensing, hence no current-based position
+  mode (the XM430 grippers of ALOHA use that one). A hard squeeze in position mode can trip
+  the XL430's overload; the arm node then holds and reports it (``ArmGuard``);
+* a velocity-based profile (Drive Mode bit 2 cleared; Interbotix defaults to time-based) with
+  Profile Velocity / Profile Acceleration from ``WIDOWX_250.max_velocity`` / ``max_acceleration``
+  (3.14 rad/s is 131 units: Interbotix's own ``Velocity_Limit: 131``).
+
+The shadow motors are configured by Interbotix's firmware setup and are not touched here.
 """
 
 from __future__ import annotations
@@ -9,9 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vla_robot.robots.dynamixel_bus import XM430_TABLE, dynamixel_bus
+from vla_robot.robots.dynamixel_bus import DRIVE_MODE, DRIVE_MODE_TIME_BASED, POSITION_MODE, XM430_TABLE, dynamixel_bus
 from vla_robot.robots.servo_arm import JointTicks, ServoArm
 from vla_robot.robots.servo_bus import SerialFactory
+from vla_robot.robots.servo_setup import RegisterSetting, merge, profile_settings
 from vla_robot.robots.specs import WIDOWX_250
 
 RAD_PER_TICK = 2 * math.pi / 4096
@@ -50,6 +66,15 @@ class WidowX250(ServoArm):
         config = config or WidowXConfig()
         self.config = config
         super().__init__(WIDOWX_250, dynamixel_bus(config.port, config.baudrate, serial_factory), widowx_joint_ticks(config))
+
+    def servo_settings(self) -> dict[int, list[RegisterSetting]]:
+        table = self.bus.table
+        modes = {}
+        for sid in self.ids:
+            modes[sid] = [RegisterSetting("operating mode", table.operating_mode, 1, POSITION_MODE, eeprom=True),
+                          RegisterSetting("drive mode (velocity-based profile)", DRIVE_MODE, 1, 0, eeprom=True,
+                                          mask=DRIVE_MODE_TIME_BASED)]
+        return merge(modes, profile_settings(table, self.spec, self.ids, [j.units_per_tick for j in self.joints]))
 
 
 __all__ = ["WidowX250", "WidowXConfig", "XM430_TABLE"]

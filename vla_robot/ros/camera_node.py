@@ -1,9 +1,12 @@
 """Camera node: one per camera, Image + CameraInfo with the sensor-data QoS.
 
 Sources: ``realsense`` (pyrealsense2, optional aligned depth), ``opencv`` (V4L2/USB or a
-video file) and ``twin`` (a twin camera rendered on each simulation step, composed in the
-same process as the sim arm node). Hardware stamps are the device clock mapped to ROS
-time; a dead camera is reported in diagnostics and reconnected with back-off.
+video file) and ``twin``: run as its own process (``device`` = the twin's address, e.g.
+``twin://widowx250?name=lab``), a free-running twin camera with its own clock, drops and
+faults (``sim.realtime.camera``; optional depth); composed in one process with the
+lock-stepped sim arm node, a camera rendered on each simulation step. Hardware and
+free-running stamps are the device clock mapped to ROS time; a dead camera is reported in
+diagnostics and reconnected with back-off.
 """
 
 from __future__ import annotations
@@ -29,12 +32,21 @@ PARAMS = {
     "width": 640,
     "height": 480,
     "fps": 30.0,
-    "depth": False,  # realsense: publish depth aligned to colour on <camera_name>/depth/image_raw
+    "depth": False,  # realsense, twin: publish depth aligned to colour on <camera_name>/depth/image_raw
     "exposure_us": 0.0,  # realsense: 0 = auto
     "playback_file": "",  # realsense: replay a recording instead of a device
     "publish_compressed": False,  # also publish <camera_name>/image_raw/compressed (JPEG)
     "frame_id": "",  # default <camera_name>_optical_frame
     "stale_after_s": 1.0,  # diagnostics go WARN when no frame arrived for this long
+    # twin (free-running) only: the camera's own clock and link (sim.realtime.camera.CameraTiming)
+    "clock_offset_s": 0.0,  # device clock at its first frame
+    "drift_ppm": 0.0,  # device clock rate error: +100 runs 100 ppm fast
+    "jitter_ms": 0.0,  # Gaussian jitter of each capture instant
+    "latency_ms": 5.0,  # capture to arrival
+    "phase_s": -1.0,  # capture phase within the frame period of the ROS clock (< 0: free)
+    "drop_probability": 0.0,  # frames lost on the device
+    "drop_pattern": "",  # every:N | burst:N:K
+    "seed": 0,  # drop and jitter draws
 }
 
 
@@ -56,10 +68,7 @@ class CameraNode(Node):
         self.camera = camera
         self._stop = threading.Event()
         self._thread = None
-        if self.p.source == "twin":
-            if camera is None:
-                raise ValueError("camera source 'twin' runs composed with the sim arm node (vla-robot collect, "
-                                 "twin.launch.py); it needs the twin camera object")
+        if self.p.source == "twin" and camera is not None:  # composed with the lock-stepped arm node
             camera.connect()
             self.health = None
         else:
@@ -86,6 +95,15 @@ class CameraNode(Node):
 
             return OpenCVCamera(p.camera_name, OpenCVCameraConfig(source=p.device, width=p.width, height=p.height,
                                                                   fps=p.fps))
+        if p.source == "twin":
+            from sim.realtime.camera import CameraTiming, TwinCameraSource
+
+            timing = CameraTiming(fps=p.fps, clock_offset_s=p.clock_offset_s, drift_ppm=p.drift_ppm,
+                                  jitter_ms=p.jitter_ms, latency_ms=p.latency_ms, phase_s=p.phase_s,
+                                  drop_probability=p.drop_probability, drop_pattern=p.drop_pattern, seed=p.seed)
+            address = p.device if p.device not in ("", "0") else "twin"
+            return TwinCameraSource(p.camera_name, address, p.width, p.height, timing, depth=p.depth,
+                                    attach_timeout_s=2.0)  # ReconnectingCamera retries while the twin starts
         raise ValueError(f"camera source {p.source!r} unknown; choose realsense, opencv or twin")
 
     def publish_frame(self, rgb, stamp: float, depth=None) -> None:
@@ -104,7 +122,7 @@ class CameraNode(Node):
 
     def _capture_loop(self) -> None:
         wall_minus_mono = time.time() - time.monotonic()
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():
             try:
                 frame = self.camera.read(timeout=1.0)
             except Exception as exc:  # never let a driver error end the loop
@@ -115,7 +133,15 @@ class CameraNode(Node):
             if frame is None:
                 time.sleep(0.05)
                 continue
-            self.publish_frame(frame.color, frame.stamp + wall_minus_mono, frame.depth)
+            try:
+                self.publish_frame(frame.color, frame.stamp + wall_minus_mono, frame.depth)
+            except Exception:
+                if self.context.ok():  # a publish racing the shutdown (SIGINT) is not an error
+                    raise
+        try:
+            self.camera.close()  # in this thread: a twin camera's GL context belongs to it
+        except Exception:
+            pass
 
     def _publish_diagnostics(self) -> None:
         values = {"source": self.p.source, "published": self.published, "errors": self.errors}
@@ -125,6 +151,9 @@ class CameraNode(Node):
             values.update(connected=h.connected, frames=h.frames, timeouts=h.timeouts, disconnects=h.disconnects,
                           reconnect_attempts=h.reconnect_attempts, last_error=h.last_error,
                           clock_offset_s=self.camera.clock.offset or 0.0)
+            for counter in ("device_drops", "host_drops"):  # sources that can tell (the free-running twin camera)
+                if hasattr(self.camera.camera, counter):
+                    values[counter] = getattr(self.camera.camera, counter)
             age = time.monotonic() - h.last_frame_time if h.last_frame_time else float("inf")
             if not h.connected:
                 level, message = diagnostics.ERROR, f"disconnected: {h.last_error}; reconnecting"

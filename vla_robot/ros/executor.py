@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import rclpy
 from rclpy.context import Context
@@ -12,7 +13,14 @@ from rclpy.executors import MultiThreadedExecutor
 
 
 def local_dds_env() -> None:
-    """Discovery never leaves this host unless the operator set otherwise."""
+    """Discovery never leaves this host unless the operator set otherwise.
+
+    Only composed stacks (``ComposedProcess``: ``vla-robot collect/deploy/eval``, the sim
+    stacks) call this: they are self-contained programs whose nodes talk to each other.
+    A standalone node (``spin_single``: what ``ros2 launch`` / ``ros2 run`` start) never does,
+    so it joins the operator's ``ROS_DOMAIN_ID`` and a ``ros2 service call /arm/estop`` or a
+    separately started ``joy_node`` reaches it.
+    """
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", "61")
 
@@ -68,6 +76,16 @@ class ComposedProcess:
         self.shutdown()
 
 
+def await_future(future, timeout_s: float, what: str):
+    """The result of an rclpy future that another thread's executor completes; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not answer within {timeout_s}s")
+        time.sleep(0.005)
+    return future.result()
+
+
 def pin_to_one_core() -> set[int] | None:
     """Run this thread, and every thread it starts from now on, on a single CPU.
 
@@ -115,20 +133,48 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def spin_single(node_factory, args=None) -> None:
-    """Entry point body for a one-node executable (``ros2 run`` / launch)."""
-    local_dds_env()
+def spin_single(node_factory, args=None, threads: int = 1) -> None:
+    """Entry point body for a one-node executable (``ros2 run`` / launch).
+
+    ``threads`` > 1 spins a multi-threaded executor, so callbacks in a callback group of their
+    own (the arm node's e-stop) run while another callback (a servo bus read) is still busy.
+
+    It leaves ``ROS_DOMAIN_ID`` and the discovery range to the environment (the operator's
+    domain). SIGINT, as ``ros2 launch`` sends it, ends the spin through rclpy's own handler
+    (``ExternalShutdownException``) or as ``KeyboardInterrupt``; either way the node's
+    ``close()`` runs, so drivers release their ports and twins their shared memory.
+    """
+    import signal
+
+    from rclpy.executors import ExternalShutdownException
+
     rclpy.init(args=args)
-    node = node_factory()
-    freeze_startup_objects()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
+    node = None
+    try:  # a SIGINT may come while the node is still starting (launch stopped early): exit quietly then too
+        node = node_factory()
+        freeze_startup_objects()
+        if threads > 1:
+            from rclpy.executors import MultiThreadedExecutor
+
+            rclpy.spin(node, executor=MultiThreadedExecutor(num_threads=threads))
+        else:
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        close = getattr(node, "close", None)
-        if close:
-            close()
-        node.destroy_node()
+        # rclpy's handler and Python's both act on one SIGINT: the second arrives as a KeyboardInterrupt
+        # a moment later. Ignore further SIGINTs (launch escalates to SIGTERM if need be) and let a
+        # pending one interrupt close() at most once.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for _ in range(2):
+            try:
+                close = getattr(node, "close", None)
+                if close:
+                    close()
+                break
+            except KeyboardInterrupt:
+                continue
+        if node is not None:
+            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

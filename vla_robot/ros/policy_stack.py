@@ -16,7 +16,7 @@ def policy_params(runtime: RuntimeConfig, robot: str, rate_factor: float) -> dic
         "asynchronous": runtime.asynchronous, "device": runtime.device, "dtype": runtime.dtype,
         "cuda_graph": runtime.cuda_graph, "vlm_compile": runtime.vlm_compile, "prompt_bucket": runtime.prompt_bucket,
         "merge": runtime.chunk.merge, "decay": runtime.chunk.decay,
-        "request_threshold": runtime.chunk.request_threshold,
+        "request_threshold": runtime.chunk.request_threshold, "execute_steps": runtime.chunk.execute_steps or 0,
         "max_obs_age": runtime.safety.max_obs_age_s, "max_stall": runtime.safety.max_inference_stall_s,
         "velocity_scale": runtime.safety.velocity_scale,
     }

@@ -48,3 +48,15 @@ def latest_qos(kind: str) -> QoSProfile:
     base = joint_qos(kind)
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=base.reliability,
                       durability=DurabilityPolicy.VOLATILE)
+
+
+def record_qos(kind: str, rate_hz: float, seconds: float = 3.0) -> QoSProfile:
+    """What the recorder subscribes with: like ``sensor_qos``, but a reliable reader keeps
+    ``seconds`` of samples. DDS acknowledges a reliable sample once it is in the reader's history,
+    so a recorder whose executor falls behind (a loaded CPU) loses nothing until its history is
+    full; with the publisher's default KEEP_LAST 10 and a 30-deep reader, a 640x480 recording on
+    the loaded 2-core machine lost 78 of 3603 steps in 1-5-step holes."""
+    if kind != "reliable":
+        return sensor_qos(kind)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(10, int(rate_hz * seconds)),
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)

@@ -1,8 +1,9 @@
 """The collection stack on the twin, composed in one process: arm (twin clock), one camera
 node per twin camera, scripted-expert teleop and the recorder, all talking over real DDS.
 
-Used by ``vla-robot collect --robot sim``, the twin launch file's executable, the
-end-to-end tests and the collection benchmark.
+Used by ``vla-robot collect --robot sim`` (fast, lock-stepped data generation), the demo,
+the end-to-end tests and the collection benchmark. ``twin.launch.py`` and
+``collect.launch.py robot:=sim`` run the real-time twin instead, each node its own process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
-from vla_robot.ros.executor import ComposedProcess, OneCorePin
+from vla_robot.ros.executor import ComposedProcess, OneCorePin, await_future
 from vla_robot.ros.qos import LATCHED_QOS
 
 
@@ -38,9 +39,12 @@ class SimStackConfig:
     quality: int = 90
     max_steps: int = 150  # an episode is cut (and saved as a failure) after this many steps
     preview_path: str = ""
-    record: bool = True  # False: the twin, cameras and teleop only (twin.launch.py)
+    record: bool = True  # False: the twin, cameras and teleop only
     teleop_enabled: bool = False  # the scripted expert drives at once (otherwise per episode)
     one_core: bool = True  # pin the composed stack's threads to one CPU (see executor.pin_to_one_core)
+    console_port: int | None = None  # serve the recording console in a browser (0: any free port)
+    console_host: str = "127.0.0.1"  # another interface needs console_token
+    console_token: str = ""
 
 
 class SimStack:
@@ -99,6 +103,13 @@ class SimStack:
                 "max_wait_s": self.LOCKSTEP_TIMEOUT_S + 2.0 / (c.control_rate_hz * c.rate_factor) + 1.0,
                 "scene": json.dumps(self.twin.config.scene()),  # the bundle trained on this store deploys here
             }, context=ctx))
+        self.console = None
+        if c.record and c.console_port is not None:
+            from vla_robot.ros.console_node import ConsoleNode
+
+            self.console = self.process.add(ConsoleNode({
+                "store": c.store, "robot": c.robot, "cameras": ",".join(c.cameras), "action_source": "arm",
+                "host": c.console_host, "port": c.console_port, "token": c.console_token}, context=ctx))
         self.operator = self.process.add(OperatorClient(context=ctx))
         self.process.start()
 
@@ -166,6 +177,27 @@ class SimStack:
                                    f"within {timeout_s:.0f}s (newest: {self.recorder.seen})")
             time.sleep(0.002)
 
+    def drive_while_recording(self, stop: threading.Event, poll_s: float = 0.05) -> None:
+        """The sim operator's hands when a person drives episodes from the console (``--manual``).
+
+        The scripted expert drives the twin while an episode records and rests otherwise, as a
+        person on the teleop would, so every episode shows the task from its start. Returns
+        when ``stop`` is set.
+        """
+        op = self.operator
+        op.wait_for_services(["/teleop/enable"], timeout_s=30.0)
+        driving = False
+        while not stop.wait(poll_s):
+            rec = self.recorder.recorder
+            recording = rec is not None and rec.recording
+            if recording and not driving:
+                with self.twin_lock:
+                    self.expert.reset()
+                op.call(SetBool, "/teleop/enable", data=True)
+            elif driving and not recording:
+                op.call(SetBool, "/teleop/enable", data=False)
+            driving = recording
+
     def _wait_for_new_twin_episode(self, previous, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
         while self.twin.episode is previous and time.monotonic() < deadline:
@@ -219,12 +251,4 @@ class OperatorClient(Node):
         raise TimeoutError(f"the recorder did not receive the instruction {twin.episode.instruction!r}")
 
     def call(self, srv_type, name, timeout_s: float = 30.0, **fields):
-        client = self._client(name)
-        request = srv_type.Request(**fields)
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service {name} did not answer within {timeout_s}s")
-            time.sleep(0.005)
-        return future.result()
+        return await_future(self._client(name).call_async(srv_type.Request(**fields)), timeout_s, f"service {name}")

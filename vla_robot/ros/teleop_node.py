@@ -1,9 +1,12 @@
 """Teleop node: publishes joint targets (``joint_trajectory``) from one of five sources.
 
 ``mode``:
-- ``scripted``: the twin's scripted expert, one action per joint state it sees (composed
-  in-process with the twin; for CI and for generating demos). The command is stamped with
-  the joint state it answers, so the recorder pairs observation and action exactly.
+- ``scripted``: the twin's scripted expert. With ``twin`` set (a real-time twin's address,
+  ``twin://widowx250?name=lab``) it runs in its own process, plans from a mirror of the twin
+  and publishes at ``rate_hz`` on the wall clock (``~/phase`` tells the episode, phase and
+  whether the plan is done); enabling it (``~/enable``) starts the plan from the present
+  state. Composed in-process with the lock-stepped twin it answers each joint state it sees,
+  stamped with that state, so the recorder pairs observation and action exactly.
 - ``leader``: SO-100 leader-follower; ``leader/joint_states`` from a torque-off leader arm.
 - ``joy`` / ``twist``: end-effector velocity from ``sensor_msgs/Joy`` or
   ``geometry_msgs/Twist`` (normalised to [-1, 1]), IK on the arm's MuJoCo model.
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 
@@ -19,7 +23,7 @@ import numpy as np
 from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
@@ -40,6 +44,7 @@ PARAMS = {
     "max_linear_m_s": 0.15,
     "max_angular_rad_s": 1.0,
     "deadman_button": 5,
+    "twin": "",  # scripted: the real-time twin's address (port of its arm node); "" = composed lock-step
 }
 
 
@@ -62,9 +67,16 @@ class TeleopNode(Node):
         self.create_service(SetBool, "~/enable", self._srv_enable)
         self._joint_positions: np.ndarray | None = None
         mode = self.p.mode
-        if mode == "scripted":
-            if expert is None:
-                raise ValueError("teleop mode 'scripted' runs composed with the twin (vla-robot collect --robot sim)")
+        if mode == "scripted" and expert is None:
+            if not self.p.twin:
+                raise ValueError("teleop mode 'scripted' needs the twin: set twin:=twin://widowx250?name=NAME (the "
+                                 "arm node's port), or compose it with the lock-stepped twin (vla-robot collect)")
+            from sim.realtime.expert import TwinExpertDriver
+
+            self.driver = TwinExpertDriver(self.p.twin)
+            self.phase_pub = self.create_publisher(String, "~/phase", LATCHED_QOS)
+            self.create_timer(1.0 / self.p.rate_hz, self._expert_tick)
+        elif mode == "scripted":
             self.create_subscription(JointState, "joint_states", self._on_state_scripted, latest_qos(self.p.sensor_qos))
         elif mode == "leader":
             from vla_robot.teleop.leader_follower import LeaderFollowerMap
@@ -91,6 +103,8 @@ class TeleopNode(Node):
             self.create_timer(1.0 / self.p.rate_hz, self._ee_tick)
 
     def _srv_enable(self, request, response):
+        if request.data and not self.enabled and getattr(self, "driver", None) is not None:
+            self.driver.started_at = None  # a free-running expert plans again from the present state
         self.enabled = bool(request.data)
         response.success, response.message = True, f"teleop {'enabled' if self.enabled else 'disabled'}"
         return response
@@ -120,6 +134,16 @@ class TeleopNode(Node):
             done = bool(self.expert.done)
         self._publish(action, from_time(msg.header.stamp))
         self.done_pub.publish(Bool(data=done))
+
+    def _expert_tick(self) -> None:
+        """Free-running scripted expert: the plan's targets for now, at ``rate_hz`` on the wall clock."""
+        if not self.enabled:
+            return
+        step = self.driver.step()
+        self._publish(step.targets, self._now())
+        self.done_pub.publish(Bool(data=step.done))
+        self.phase_pub.publish(String(data=json.dumps({"episode": step.episode, "seed": step.seed, "phase": step.phase,
+                                                       "done": step.done, "elapsed_s": round(step.elapsed_s, 3)})))
 
     # -- leader-follower -----------------------------------------------------------------
     def _on_leader(self, msg: JointState) -> None:

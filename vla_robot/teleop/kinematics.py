@@ -1,4 +1,9 @@
-"""FK/IK on the arm's MuJoCo model (the twin's MJCF), so EE teleop uses the same kinematics as the twin."""
+"""FK/IK on the arm's MuJoCo model (the twin's MJCF), so EE teleop uses the same kinematics as the twin.
+
+The model is the arm alone (``sim.kinematics``, the links the twin simulates), not the task
+scene: the same chain and TCP, compiled without the card textures (the scene took seconds to
+build under load and once kept a teleop process from starting within a launch test's wait).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,12 @@ import numpy as np
 
 class ArmKinematics:
     def __init__(self, robot: str = "widowx250"):
-        from sim.config import TwinConfig
         from sim.ik import DampedLeastSquaresIK
-        from sim.scene import build_scene, compile_scene
+        from sim.kinematics import ArmKinematics as ArmModel
 
-        scene = build_scene(TwinConfig(robot=robot, cameras=("third_person",), image_size=(64, 64)))
-        self.spec = scene.arm.spec
-        self.ik = DampedLeastSquaresIK(compile_scene(scene), "tcp", self.spec.joint_names[:-1])
+        arm = ArmModel(robot)
+        self.spec = arm.spec
+        self.ik = DampedLeastSquaresIK(arm.model, "tcp", self.spec.joint_names[:-1])
 
     def forward(self, q_arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """TCP position (m) and quaternion (w, x, y, z) in the base frame."""
