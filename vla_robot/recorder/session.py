@@ -138,9 +138,10 @@ class EpisodeRecorder:
             raise ValueError("instruction must be non-empty text, e.g. 'put the cube on the grinning face'")
         self.instruction = text
 
-    def start(self, clock_now: float | None = None, **meta) -> int:
+    def start(self, clock_now: float | None = None, t0: float | None = None, **meta) -> int:
         """Start an episode. ``clock_now``: the stamp clock's time now (the ROS node's clock), so the
-        grid starts at the operator's start even when samples arrive late."""
+        grid starts at the operator's start even when samples arrive late. ``t0``: the stamp the
+        grid starts at, for a caller that knows it (streams stamped in sim time)."""
         pressed = time.monotonic()  # the start, on the host clock (opening the store may take a while)
         with self._lock:
             self._check_failure()
@@ -155,7 +156,7 @@ class EpisodeRecorder:
                                                     task_id=meta.pop("task_id", None),
                                                     emoji_id=meta.pop("emoji_id", None), extra=meta)
             self._failed = None
-            self.aligner.arm(clock_now=clock_now, now=pressed)
+            self.aligner.arm(t0=t0, clock_now=clock_now, now=pressed)
             self._episode_start = pressed
             self.health.watch_from(self._episode_start)
             self._episode_frames = 0
@@ -164,20 +165,21 @@ class EpisodeRecorder:
             log.info("episode %d started: %r", self.store.num_episodes, self.instruction)
             return self.store.num_episodes
 
-    def save(self, success: bool, clock_now: float | None = None, **meta) -> int:
+    def save(self, success: bool, clock_now: float | None = None, end: float | None = None, **meta) -> int:
         """Decide the steps up to now (waiting up to ``max_wait_s`` for frames still in transit),
         write them, commit, and return the episode index. A failed episode is refused.
 
         The three phases are public for callers that must not block while frames arrive (the ROS
         node awaits between ``save_ready`` polls on its one executor thread)."""
-        deadline = self.begin_save(clock_now)
+        deadline = self.begin_save(clock_now, end=end)
         while not self.save_ready(deadline):
             time.sleep(0.005)
         return self.finish_save(success, **meta)
 
-    def begin_save(self, clock_now: float | None = None) -> float:
-        """Fix the episode's end (``clock_now`` on the stamp clock, else the newest stamp of the live
-        streams); returns the deadline for samples still in transit."""
+    def begin_save(self, clock_now: float | None = None, end: float | None = None) -> float:
+        """Fix the episode's end (``end``, a stamp, when the caller knows it; else ``clock_now`` on
+        the stamp clock; else the newest stamp of the live streams); returns the deadline for
+        samples still in transit."""
         pressed = time.monotonic()
         with self._lock:
             self._check_failure()
@@ -187,7 +189,7 @@ class EpisodeRecorder:
                 raise RecorderStateError(f"episode {failed['episode']} failed and was not saved: {failed['error']}")
             self._closing = self._require_writer("save")
             self._requested = pressed - self._episode_start
-            self.aligner.stop(clock_now=clock_now, now=pressed)
+            self.aligner.stop(end=end, clock_now=clock_now, now=pressed)
             self._grid_start = self.aligner.grid_start
             return time.monotonic() + self.aligner.config.max_wait_s
 

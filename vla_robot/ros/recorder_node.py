@@ -300,15 +300,20 @@ class RecorderNode(Node):
     def _clock_now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def start_episode(self) -> str:
-        index = self.recorder.start(clock_now=self._clock_now())
+    def start_episode(self, t0: float | None = None) -> str:
+        """Start recording now (``t0``: the first step's stamp, when the caller knows it; see
+        ``save_episode``)."""
+        index = self.recorder.start(clock_now=self._clock_now(), t0=t0)
         self._publish_status()
         return f"episode {index} recording: {self.recorder.instruction!r}"
 
-    def save_episode(self, success: bool) -> str:
-        """Blocking save, for callers outside the executor (the in-terminal console, tests)."""
+    def save_episode(self, success: bool, end: float | None = None) -> str:
+        """Blocking save, for callers outside the executor (the in-terminal console, tests, the
+        composed sim operator). ``end``: the last stamp that belongs to the episode, for a caller
+        that knows it (the lock-stepped twin's operator: its stamps run in sim time, and a press
+        has no stamp on that clock)."""
         try:
-            index = self.recorder.save(success, clock_now=self._clock_now())
+            index = self.recorder.save(success, clock_now=self._clock_now(), end=end)
         finally:
             self._publish_status()
         return self._saved(index, success)

@@ -116,8 +116,8 @@ class SimStack:
     def record_episodes(self, n: int, progress=None, timeout_s: float = 120.0) -> list[dict]:
         """The sim operator: per episode start, enable the expert, wait for it, save with the twin's verdict.
 
-        Everything goes through the recorder's and arm's ROS services; the recorder resets
-        the twin after each save.
+        Everything but the start and save goes through the recorder's and arm's ROS services
+        (those two name their stamps, see below); the recorder resets the twin after each save.
         """
         op = self.operator
         results = []
@@ -131,10 +131,19 @@ class SimStack:
                 first = self.arm.stamp_of(0.0)  # this episode's clock starts here
             previous = self.twin.episode
             self._wait_for_recorder(first, ("state",), f"episode {episode}: the new episode's first state")
-            started = op.call(Trigger, "/recorder/start")
-            if not started.success:
-                raise RuntimeError(f"episode {episode}: start refused: {started.message}")
-            op.call(SetBool, "/teleop/enable", data=True)
+            # Start and enable at one twin step, in process. Through the services, with the
+            # callbacks slowed as on a starved CPU, an episode began with 34-195 idle steps at home
+            # (test_collect_replay): the recorder's grid started at the first sample to reach it (an
+            # old one while it lags), and the enable request waited up to 1 s behind the teleop's
+            # state callbacks while the twin stepped on. A demonstration that idles at its start
+            # teaches the policy to idle there.
+            with self.twin_lock:
+                begin = self.arm.stamp_of(self.twin.sim_time)
+                try:
+                    self.recorder.start_episode(t0=begin)
+                except Exception as exc:  # noqa: BLE001
+                    raise RuntimeError(f"episode {episode}: start refused: {exc}") from exc
+                self.teleop.enabled = True
             steps0 = self.twin.steps
             deadline = time.monotonic() + timeout_s
             while not self.expert.done and self.twin.steps - steps0 < self.config.max_steps:
@@ -147,20 +156,28 @@ class SimStack:
             with self.twin_lock:
                 last = self.arm.stamp_of(self.twin.sim_time)  # the state the verdict was taken on
             self._wait_for_recorder(last, None, f"episode {episode}: its last step")
-            saved = op.call(SetBool, "/recorder/save", data=bool(verdict["success"]))
-            if not saved.success:
+            try:
+                # The episode ends on the state the verdict was taken on. A save through
+                # /recorder/save would end it at the newest state the recorder had taken in when
+                # the request got its turn, and the twin keeps stepping meanwhile: with the
+                # recorder's callbacks slowed as on a starved CPU, 36 idle steps were appended to
+                # a 57-step episode (test_collect_replay). Sim stamps have no host-clock press time.
+                message, saved_ok = self.recorder.save_episode(bool(verdict["success"]), end=last), True
+            except Exception as exc:  # noqa: BLE001 - answered like the service would
+                message, saved_ok = str(exc), False
+            if not saved_ok:
                 # A starved CPU can leave an episode with no aligned frame; the recorder has already
                 # discarded it (nothing saved is touched), so re-record it on a fresh twin episode.
                 retries += 1
-                if retries > self.max_rerecords or "no aligned frames" not in saved.message:
-                    raise RuntimeError(f"episode {episode}: save failed: {saved.message}")
+                if retries > self.max_rerecords or "no aligned frames" not in message:
+                    raise RuntimeError(f"episode {episode}: save failed: {message}")
                 self.rerecorded += 1
                 op.call(Trigger, "/arm/reset")
                 self._wait_for_new_twin_episode(previous)
                 continue
             self._wait_for_new_twin_episode(previous)  # the recorder's auto-reset reaches the twin
             results.append({"episode": episode, "success": bool(verdict["success"]),
-                            "instruction": verdict["instruction"], "message": saved.message})
+                            "instruction": verdict["instruction"], "message": message})
             if progress is not None:
                 progress(results[-1])
             episode += 1
