@@ -144,6 +144,7 @@ class SimStack:
                 except Exception as exc:  # noqa: BLE001
                     raise RuntimeError(f"episode {episode}: start refused: {exc}") from exc
                 self.teleop.enabled = True
+                self.arm.pause_lockstep(False)
             steps0 = self.twin.steps
             deadline = time.monotonic() + timeout_s
             while not self.expert.done and self.twin.steps - steps0 < self.config.max_steps:
@@ -151,7 +152,9 @@ class SimStack:
                     raise TimeoutError(f"episode {episode}: the expert did not finish within {timeout_s}s")
                 time.sleep(0.02)
             time.sleep(2.0 / (self.config.control_rate_hz * self.config.rate_factor))  # the last action lands
-            op.call(SetBool, "/teleop/enable", data=False)
+            with self.twin_lock:
+                self.teleop.enabled = False
+                self.arm.pause_lockstep(True)  # no tick waits for the teleop it just switched off
             verdict = json.loads(op.call(Trigger, "/arm/evaluate").message)
             with self.twin_lock:
                 last = self.arm.stamp_of(self.twin.sim_time)  # the state the verdict was taken on
