@@ -143,7 +143,7 @@ class SimStack:
                     self.recorder.start_episode(t0=begin)
                 except Exception as exc:  # noqa: BLE001
                     raise RuntimeError(f"episode {episode}: start refused: {exc}") from exc
-                self.teleop.enabled = True
+                self.teleop.set_enabled(True)
                 self.arm.pause_lockstep(False)
             steps0 = self.twin.steps
             deadline = time.monotonic() + timeout_s
@@ -153,7 +153,7 @@ class SimStack:
                 time.sleep(0.02)
             time.sleep(2.0 / (self.config.control_rate_hz * self.config.rate_factor))  # the last action lands
             with self.twin_lock:
-                self.teleop.enabled = False
+                self.teleop.set_enabled(False)
                 self.arm.pause_lockstep(True)  # no tick waits for the teleop it just switched off
             verdict = json.loads(op.call(Trigger, "/arm/evaluate").message)
             with self.twin_lock:
@@ -165,15 +165,13 @@ class SimStack:
                 # the request got its turn, and the twin keeps stepping meanwhile: with the
                 # recorder's callbacks slowed as on a starved CPU, 36 idle steps were appended to
                 # a 57-step episode (test_collect_replay). Sim stamps have no host-clock press time.
-                message, saved_ok = self.recorder.save_episode(bool(verdict["success"]), end=last), True
+                message = self.recorder.save_episode(bool(verdict["success"]), end=last)
             except Exception as exc:  # noqa: BLE001 - answered like the service would
-                message, saved_ok = str(exc), False
-            if not saved_ok:
                 # A starved CPU can leave an episode with no aligned frame; the recorder has already
                 # discarded it (nothing saved is touched), so re-record it on a fresh twin episode.
                 retries += 1
-                if retries > self.max_rerecords or "no aligned frames" not in message:
-                    raise RuntimeError(f"episode {episode}: save failed: {message}")
+                if retries > self.max_rerecords or "no aligned frames" not in str(exc):
+                    raise RuntimeError(f"episode {episode}: save failed: {exc}") from exc
                 self.rerecorded += 1
                 op.call(Trigger, "/arm/reset")
                 self._wait_for_new_twin_episode(previous)

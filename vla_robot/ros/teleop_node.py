@@ -102,10 +102,14 @@ class TeleopNode(Node):
                 threading.Thread(target=self._keyboard_loop, name="keyboard", daemon=True).start()
             self.create_timer(1.0 / self.p.rate_hz, self._ee_tick)
 
-    def _srv_enable(self, request, response):
-        if request.data and not self.enabled and getattr(self, "driver", None) is not None:
+    def set_enabled(self, enabled: bool) -> None:
+        """Switch the teleop on or off (the ``~/enable`` service, or an operator composed in this process)."""
+        if enabled and not self.enabled and getattr(self, "driver", None) is not None:
             self.driver.started_at = None  # a free-running expert plans again from the present state
-        self.enabled = bool(request.data)
+        self.enabled = bool(enabled)
+
+    def _srv_enable(self, request, response):
+        self.set_enabled(request.data)
         response.success, response.message = True, f"teleop {'enabled' if self.enabled else 'disabled'}"
         return response
 
