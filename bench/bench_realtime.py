@@ -18,6 +18,11 @@ trimmed steps listed), per-stream skew p50 / p99 (stamp of the stored sample min
 recorder CPU (% of one core over the episode, from /proc), writer lag, and a drift/phase sweep
 (shorter runs, several camera rates, drifts and phases).
 
+Transport: every process gets the Fast DDS profile the launch files give their nodes
+(config/fastdds_large_frames.xml, ``--dds-profile``); a second main run on Fast DDS' default
+transports is the baseline for it (frames DDS reports lost at the recorder's readers are counted
+in both).
+
 Baseline, same run, same stamps: the previous alignment rule (nearest sample within 40 % of a
 control period, grid from the first joint state) replayed offline on the stamps the publisher
 logged, over the same start -> save window; and the new rule replayed offline the same way
@@ -72,9 +77,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def dds_environment(install, profile: str) -> dict[str, str]:
+    """What the launch files put in every node's environment (launch/dds.launch.py): the package's
+    Fast DDS profile, none (``none``: Fast DDS' defaults) or a given XML file."""
+    if profile == "none":
+        return {}
+    path = install.share / "config" / "fastdds_large_frames.xml" if profile == "large_frames" else Path(profile)
+    if not path.is_file():
+        raise SystemExit(f"--dds-profile {profile}: {path} is not a file")
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(path)}
+
+
 def run(install, workdir: Path, cameras: dict, seconds: float, size: tuple[int, int], depth: str,
-        label: str) -> dict:
-    """One recording: recorder process + publisher process; start, ``seconds`` of wall time, save."""
+        label: str, dds_profile: str = "large_frames") -> dict:
+    """One recording: recorder process + publisher process; start, ``seconds`` of wall time, save.
+
+    Both processes get ``dds_profile``'s environment, as ``ros2 launch collect.launch.py`` gives its
+    camera and recorder nodes (the publisher stands for the launch file's camera drivers)."""
     from process_launch import ProcessLaunch, RosClient
     from recorder_rig import IndependentPublisher, RecorderProbe, publisher_config, recorder_node
 
@@ -86,9 +105,10 @@ def run(install, workdir: Path, cameras: dict, seconds: float, size: tuple[int, 
     cameras = {name: {**cam, "depth": name == depth} for name, cam in cameras.items()}
     launcher = ProcessLaunch(install, workdir / f"nodes_{label}")
     w, h = size
-    recorder = launcher.start(recorder_node(store, list(cameras), width=w, height=h, depth_cameras=depth))
+    dds_env = dds_environment(install, dds_profile)
+    recorder = launcher.start(recorder_node(store, list(cameras), width=w, height=h, depth_cameras=depth), env=dds_env)
     config = publisher_config(cameras, 100.0, seconds + 60.0, workdir / f"{label}_stamps.json", size=size)
-    publisher = IndependentPublisher(config, workdir)
+    publisher = IndependentPublisher(config, workdir, env={**os.environ, **dds_env})
     try:
         with RosClient(f"bench_{label}") as ros:
             probe = RecorderProbe(ros)
@@ -129,7 +149,8 @@ def run(install, workdir: Path, cameras: dict, seconds: float, size: tuple[int, 
                  "p99_ms": float(np.percentile(np.abs(ep[f"skew/{st}"]), 99) * 1e3),
                  "max_ms": float(np.abs(ep[f"skew/{st}"]).max() * 1e3)} for st in s.schema.streams()}
     return {
-        "label": label, "cameras": cameras, "size": list(size), "depth": depth, "seconds": seconds,
+        "label": label, "dds_profile": dds_profile, "transport_lost": status.get("transport_lost", {}),
+        "cameras": cameras, "size": list(size), "depth": depth, "seconds": seconds,
         "expected_steps": expected, "recorded_steps": s.episode_length(i), "grid_steps": alignment["grid_steps"],
         "lost_steps": max(expected - s.episode_length(i), 0), "hole_steps": meta["hole_steps"],
         "holes": alignment["holes"], "warmup_steps": alignment["warmup_steps"],
@@ -145,7 +166,7 @@ def run(install, workdir: Path, cameras: dict, seconds: float, size: tuple[int, 
 def print_main(r: dict) -> None:
     cams = ", ".join(f"{name} {cam['fps']} fps" for name, cam in r["cameras"].items())
     print(f"\n{r['label']}: {r['seconds']:.0f} s, cameras {cams} {r['size'][0]}x{r['size'][1]}"
-          f"{' + depth' if r['depth'] else ''}, joints 100 Hz, teleop 30 Hz")
+          f"{' + depth' if r['depth'] else ''}, joints 100 Hz, teleop 30 Hz, DDS profile {r['dds_profile']}")
     print(f"  steps recorded {r['recorded_steps']} of {r['expected_steps']} expected (start -> save): "
           f"lost {r['lost_steps']}, holes {r['hole_steps']}, warm-up {r['warmup_steps']}, trimmed {r['trimmed_steps']}")
     legacy = r["legacy_40pct"]
@@ -158,6 +179,8 @@ def print_main(r: dict) -> None:
         print(f"  {name:<16}{v['p50_ms']:>12.1f}{v['p99_ms']:>9.1f}{v['max_ms']:>9.1f}")
     print(f"  recorder CPU {r['recorder_cpu_pct']:.0f} % of one core; writer lag p50 {r['lag_p50_ms']:.0f} ms, "
           f"p99 {r['lag_p99_ms']:.0f} ms; queue overflows {r['queue_overflows']}")
+    lost = {k: v for k, v in r["transport_lost"].items() if v}
+    print(f"  lost in DDS transport (message-lost events at the recorder's readers): {lost or 'none'}")
     late = {k: v for k, v in r["late_samples"].items() if v}
     if late:
         print(f"  samples that arrived after their step was decided: {late}")
@@ -172,6 +195,11 @@ def main() -> int:
     parser.add_argument("--sweep-seconds", type=float, default=None, help="each sweep row (default 15, --short 8)")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/realtime[_short].json)")
     parser.add_argument("--install", default=None, help="an existing colcon install/ of ros2_ws (default: build one)")
+    parser.add_argument("--dds-profile", default="large_frames",
+                        help="the nodes' Fast DDS profile, as the launch files' dds_profile: large_frames (the "
+                             "package's, default) | none (Fast DDS defaults) | an XML path")
+    parser.add_argument("--no-transport-baseline", action="store_true",
+                        help="skip the second main run on Fast DDS' default transports (the baseline for the profile)")
     args = parser.parse_args()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # benchmarks keep DDS on this host
     os.environ.setdefault("ROS_DOMAIN_ID", str(40 + os.getpid() % 50))
@@ -185,15 +213,19 @@ def main() -> int:
         install = ColconInstall(Path(args.install)) if args.install else colcon_build(work / "colcon")
         main_cams = {"front": {"fps": 29.97, "phase": 0.25, "noise": True}, "wrist": {"fps": 29.97, "phase": 0.7, "noise": True}}
         main_size = (160, 120) if args.short else (640, 480)
-        results = {"main": run(install, work, main_cams, seconds, main_size, "front", "main")}
+        results = {"main": run(install, work, main_cams, seconds, main_size, "front", "main", args.dds_profile)}
         print_main(results["main"])
+        if not args.no_transport_baseline and args.dds_profile != "none":
+            results["main_fastdds_defaults"] = run(install, work, main_cams, seconds, main_size, "front",
+                                                   "main_fastdds_defaults", "none")
+            print_main(results["main_fastdds_defaults"])
         rows = [(29.97, 0.0), (30.0, 2000.0), (30.03, 0.0)] if args.short else \
             [(29.97, 0.0), (30.0, 0.0), (30.03, 0.0), (30.0, 2000.0), (30.0, -2000.0)]
         results["sweep"] = []
         for k, (fps, drift) in enumerate(rows):
             cams = {"front": {"fps": fps, "drift_ppm": drift, "phase": rng.random(), "noise": True},
                     "wrist": {"fps": fps, "drift_ppm": -drift, "phase": rng.random(), "noise": True}}
-            results["sweep"].append(run(install, work, cams, sweep_seconds, (160, 120), "", f"sweep{k}"))
+            results["sweep"].append(run(install, work, cams, sweep_seconds, (160, 120), "", f"sweep{k}", args.dds_profile))
     print(f"\ndrift/phase sweep ({sweep_seconds:.0f} s each, 2 cameras 160x120, joints 100 Hz)")
     print(f"{'fps':>7}{'drift ppm':>11}{'phases':>13}{'expected':>10}{'recorded':>10}{'lost':>6}"
           f"{'old rule lost':>15}{'skew p99 ms':>13}")
@@ -205,6 +237,11 @@ def main() -> int:
         print(f"{cams[0]['fps']:>7.2f}{cams[0]['drift_ppm']:>+11.0f}{phases:>13}"
               f"{r['expected_steps']:>10}{r['recorded_steps']:>10}{r['lost_steps']:>6}"
               f"{legacy['grid'] - legacy['kept']:>15}{worst:>13.1f}")
+    if "main_fastdds_defaults" in results:
+        a, b = results["main"], results["main_fastdds_defaults"]
+        print(f"\nsteps lost (goal 0): {a['lost_steps']} with DDS profile {a['dds_profile']}, "
+              f"{b['lost_steps']} on Fast DDS' defaults (lost in transport: {sum(a['transport_lost'].values())} "
+              f"vs {sum(b['transport_lost'].values())} messages)")
     results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
                           "note": "shared 2-core VM with other jobs running: CPU and lag are upper bounds"}
     out = Path(args.out or ROOT / "bench" / "results" / f"realtime{'_short' if args.short else ''}.json")

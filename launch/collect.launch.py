@@ -58,6 +58,7 @@ ARGUMENTS = {
     "console_host": ("127.0.0.1", "console address; any other interface needs console_token"),
     "console_port": ("8080", "console port"),
     "console_token": ("", "console access token, >= 16 characters (or set $VLA_CONSOLE_TOKEN)"),
+    "dds_profile": ("large_frames", "Fast DDS profile of the nodes: large_frames | none | an XML path (dds.launch.py)"),
 }
 ARM_MODEL = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}  # sim: sim_robot decides
 
@@ -79,7 +80,7 @@ def _nodes(context):
     config = os.path.join(share, "config", f"collect_{robot}.yaml")
     width, height = (int(v) for v in arg["size"].lower().split("x"))
     cameras = [c for c in arg["cameras"].split(",") if c]
-    actions = []
+    actions = _launch_module("dds").dds_actions(arg["dds_profile"])  # before any node: their environment
     arm_model = ARM_MODEL[robot]
     if robot == "sim":
         if cameras == ["front", "wrist"]:

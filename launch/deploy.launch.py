@@ -51,6 +51,7 @@ ARGUMENTS = {
     "dtype": ("float32", "float32 | bfloat16 | float16"),
     "asynchronous": ("true", "compute the next chunk while the current one executes"),
     "autostart": ("false", "start as soon as an instruction and joint states are there"),
+    "dds_profile": ("large_frames", "Fast DDS profile of the nodes: large_frames | none | an XML path (dds.launch.py)"),
 }
 
 ROBOT_SPECS = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}
@@ -104,7 +105,8 @@ def _nodes(context):
     }
     actions.append(Node(package=PACKAGE, executable="policy_node", name="policy", parameters=[policy_params],
                         output="screen"))
-    return actions
+    dds = runpy.run_path(os.path.join(get_package_share_directory(PACKAGE), "launch", "dds.launch.py"))
+    return dds["dds_actions"](arg["dds_profile"]) + actions  # the environment first, for every node
 
 
 def generate_launch_description():

@@ -20,6 +20,7 @@ machine need two names. See docs/twin.md.
 """
 
 import os
+import runpy
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
@@ -41,6 +42,7 @@ ARGUMENTS = {
     "publish_rate_hz": ("100.0", "joint state rate of the arm node"),
     "scripted": ("false", "drive the arm with the scripted expert at once"),
     "sensor_qos": ("sensor_data", "images + joint states: sensor_data (best effort) | reliable"),
+    "dds_profile": ("large_frames", "Fast DDS profile of the nodes: large_frames | none | an XML path (dds.launch.py)"),
 }
 DRIVER = {"widowx250": "widowx", "so100": "so100"}
 
@@ -72,9 +74,15 @@ def twin_nodes(arg: dict, teleop_enabled: bool | None) -> list:
     return nodes
 
 
+def dds_actions(value: str) -> list:
+    """The DDS profile's environment for the nodes (dds.launch.py, shared by every launch file)."""
+    dds = runpy.run_path(os.path.join(get_package_share_directory(PACKAGE), "launch", "dds.launch.py"))
+    return dds["dds_actions"](value)
+
+
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    return twin_nodes(arg, True if arg["scripted"].lower() == "true" else None)
+    return dds_actions(arg["dds_profile"]) + twin_nodes(arg, True if arg["scripted"].lower() == "true" else None)
 
 
 def generate_launch_description():

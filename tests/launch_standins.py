@@ -18,6 +18,14 @@ class Recorded:
         self.args, self.kwargs = args, kwargs
 
 
+class SetEnvironmentVariable(Recorded):
+    """``launch.actions.SetEnvironmentVariable(name, value)``: every process started after it gets it."""
+
+    @property
+    def variable(self) -> tuple[str, str]:
+        return str(self.args[0]), str(self.args[1])
+
+
 class LaunchConfiguration:
     """Resolves against a plain dict standing in for the launch context."""
 
@@ -35,7 +43,7 @@ def standin_modules(share_directory: Callable[[str], str]) -> dict:
         "ament_index_python.packages": types.SimpleNamespace(get_package_share_directory=share_directory),
         "launch": types.SimpleNamespace(LaunchDescription=Recorded),
         "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=Recorded, IncludeLaunchDescription=Recorded,
-                                                OpaqueFunction=Recorded),
+                                                OpaqueFunction=Recorded, SetEnvironmentVariable=SetEnvironmentVariable),
         "launch.launch_description_sources": types.SimpleNamespace(PythonLaunchDescriptionSource=Recorded),
         "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=LaunchConfiguration),
         "launch_ros": types.ModuleType("launch_ros"),

@@ -43,7 +43,7 @@ from pathlib import Path
 from unittest import mock
 
 import yaml
-from launch_standins import exec_launch_file, launch_context, standin_modules
+from launch_standins import SetEnvironmentVariable, exec_launch_file, launch_context, standin_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vla_robot_bringup"
@@ -105,13 +105,14 @@ class NodeLaunch:
     remappings: list = field(default_factory=list)  # (from, to)
     namespace: str = ""
     package: str = PACKAGE
+    env: dict = field(default_factory=dict)  # SetEnvironmentVariable actions before it, as launch applies them
 
     @classmethod
-    def from_action(cls, action) -> "NodeLaunch":
+    def from_action(cls, action, env: dict | None = None) -> "NodeLaunch":
         kw = action.kwargs
         return cls(executable=kw["executable"], name=kw.get("name") or kw["executable"],
                    parameters=list(kw.get("parameters") or []), remappings=list(kw.get("remappings") or []),
-                   namespace=kw.get("namespace") or "", package=kw.get("package", PACKAGE))
+                   namespace=kw.get("namespace") or "", package=kw.get("package", PACKAGE), env=dict(env or {}))
 
     def params_files(self, directory: Path) -> list[Path]:
         """Each entry as the file launch_ros passes: YAML paths as they are, dicts written as ``/**`` YAML."""
@@ -150,26 +151,31 @@ def launch_file_nodes(install: ColconInstall, launch_name: str, arguments: dict 
         return _expand_file(path, {k: str(v) for k, v in (arguments or {}).items()})
 
 
-def _expand_file(path: Path, arguments: dict) -> list[NodeLaunch]:
+def _expand_file(path: Path, arguments: dict, env: dict | None = None) -> list[NodeLaunch]:
     namespace = exec_launch_file(path, path.name.replace(".", "_"))
     unknown = sorted(set(arguments) - set(namespace["ARGUMENTS"]))
     if unknown:
         raise ValueError(f"{path.name}: unknown launch arguments {unknown}; declared {sorted(namespace['ARGUMENTS'])}")
     description = namespace["generate_launch_description"]()
-    return _expand(description.args[0], launch_context(namespace, arguments))
+    return _expand(description.args[0], launch_context(namespace, arguments), env if env is not None else {})
 
 
-def _expand(actions, context: dict) -> list[NodeLaunch]:
+def _expand(actions, context: dict, env: dict) -> list[NodeLaunch]:
+    """``env``: the SetEnvironmentVariable values so far (launch keeps them in its context for
+    every later process, included files too)."""
     out = []
     for action in actions:
         kwargs = action.kwargs
-        if "function" in kwargs:  # OpaqueFunction
-            out += _expand(kwargs["function"](context) or [], context)
+        if isinstance(action, SetEnvironmentVariable):
+            name, value = action.variable
+            env[name] = value
+        elif "function" in kwargs:  # OpaqueFunction
+            out += _expand(kwargs["function"](context) or [], context, env)
         elif "executable" in kwargs:  # launch_ros Node
-            out.append(NodeLaunch.from_action(action))
+            out.append(NodeLaunch.from_action(action, env))
         elif action.args and hasattr(action.args[0], "args") and action.args[0].args:  # IncludeLaunchDescription
             source = Path(str(action.args[0].args[0]))
-            out += _expand_file(source, {k: str(v) for k, v in kwargs.get("launch_arguments", [])})
+            out += _expand_file(source, {k: str(v) for k, v in kwargs.get("launch_arguments", [])}, env)
         # DeclareLaunchArgument: its default is already in the context
     return out
 
@@ -224,6 +230,7 @@ class ProcessLaunch:
 
     def start(self, node: NodeLaunch, env: dict | None = None, env_remove: tuple[str, ...] = ()) -> NodeProcess:
         environment = self.install.environment()
+        environment.update(node.env)  # the launch file's SetEnvironmentVariable actions
         environment.update(env or {})
         for key in env_remove:
             environment.pop(key, None)

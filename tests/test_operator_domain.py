@@ -29,15 +29,20 @@ print("ANSWER", future.result().success, future.result().message)
 
 
 def operator_shell_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}
+    env = {k: v for k, v in os.environ.items() if k not in ("ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE")}
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # still never leaves this host
     return env
 
 
-def test_a_node_without_ros_domain_id_is_reached_from_an_operator_shell(process_launch):
-    name = f"arm_operator_{os.getpid()}"
+@pytest.mark.parametrize("profile", ["fast_dds_defaults", "launch_files_profile"])
+def test_a_node_without_ros_domain_id_is_reached_from_an_operator_shell(process_launch, profile):
+    """Also with the DDS profile the launch files give their nodes (config/fastdds_large_frames.xml):
+    the operator's shell has none, and still reaches them."""
+    name = f"arm_operator_{os.getpid()}_{profile}"
+    env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(process_launch.install.share / "config" / "fastdds_large_frames.xml")} \
+        if profile == "launch_files_profile" else {}
     arm = process_launch.start(NodeLaunch("arm_node", name, parameters=[{"robot": "widowx", "port": "virtual://"}]),
-                               env_remove=("ROS_DOMAIN_ID",))
+                               env=env, env_remove=("ROS_DOMAIN_ID",))
     call = subprocess.run([sys.executable, "-c", SERVICE_CALL, f"/{name}/estop"], capture_output=True, text=True,
                           timeout=120, env=operator_shell_env())
     process_launch.assert_alive()

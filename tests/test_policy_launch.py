@@ -16,6 +16,11 @@ LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "deploy.launch.py"
 PKG = LAUNCH.parents[1] / "ros2_ws" / "src" / "vla_robot_bringup"  # its launch/ and config/ are the share dir's
 
 
+def nodes_of(ns, ctx) -> list:
+    """The Node actions (the DDS profile's SetEnvironmentVariable comes first: test_dds_profile)."""
+    return [action for action in ns["_nodes"](ctx) if "executable" in action.kwargs]
+
+
 def load_launch_module(monkeypatch, values: dict):
     install_launch_standins(monkeypatch, lambda p: str(PKG))
     namespace = exec_launch_file(LAUNCH, "deploy_launch")
@@ -37,7 +42,7 @@ def test_every_node_and_parameter_exists(monkeypatch, robot):
     desc = ns["generate_launch_description"]()
     declared = {a.args[0] for a in desc.args[0] if a.args}
     assert declared == set(ns["ARGUMENTS"])
-    nodes = ns["_nodes"](ctx)
+    nodes = nodes_of(ns, ctx)
     params_of = {"arm_node": arm_node.PARAMS, "camera_node": camera_node.PARAMS, "policy_node": policy_node.PARAMS}
     executables = [n.kwargs["executable"] for n in nodes]
     assert executables == ["arm_node", "camera_node", "camera_node", "policy_node"]
@@ -62,11 +67,11 @@ def test_every_node_and_parameter_exists(monkeypatch, robot):
 def test_velocity_scale_and_rate_override_are_explicit(monkeypatch):
     ns, ctx = load_launch_module(monkeypatch, {"robot": "widowx", "policy": "/b", "velocity_scale": "0.6",
                                                "control_hz": "15", "control_hz_override": "true", "execute_steps": "4"})
-    policy = ns["_nodes"](ctx)[-1].kwargs["parameters"][0]
+    policy = nodes_of(ns, ctx)[-1].kwargs["parameters"][0]
     assert policy["velocity_scale"] == 0.6 and policy["control_hz"] == 15.0 and policy["control_hz_override"] is True
     assert policy["execute_steps"] == 4
     ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/b"})
-    assert ns["_nodes"](ctx)[-1].kwargs["parameters"][0]["velocity_scale"] == 1.0  # the twin runs at full speed
+    assert nodes_of(ns, ctx)[-1].kwargs["parameters"][0]["velocity_scale"] == 1.0  # the twin runs at full speed
 
 
 def test_the_policy_node_refuses_a_rate_the_bundle_was_not_trained_at():
@@ -84,7 +89,7 @@ def test_the_policy_node_refuses_a_rate_the_bundle_was_not_trained_at():
 def test_sim_runs_the_real_time_twin_nodes_guarded_and_policy_needs_a_bundle(monkeypatch):
     ns, ctx = load_launch_module(monkeypatch, {"robot": "sim", "policy": "/tmp/bundle", "twin_name": "lab3",
                                                "size": "64x64"})
-    nodes = ns["_nodes"](ctx)
+    nodes = nodes_of(ns, ctx)
     assert [n.kwargs["executable"] for n in nodes] == ["arm_node", "camera_node", "policy_node"]
     arm = {k: v for item in nodes[0].kwargs["parameters"] if isinstance(item, dict) for k, v in item.items()}
     assert arm["port"].startswith("twin://widowx250?name=lab3") and arm["cmd_timeout_latch"] is True
@@ -92,4 +97,4 @@ def test_sim_runs_the_real_time_twin_nodes_guarded_and_policy_needs_a_bundle(mon
     assert camera["device"] == arm["port"] and (camera["width"], camera["height"]) == (64, 64)
     ns, ctx = load_launch_module(monkeypatch, {"robot": "widowx", "policy": ""})
     with pytest.raises(RuntimeError, match="policy:=PATH"):
-        ns["_nodes"](ctx)
+        nodes_of(ns, ctx)

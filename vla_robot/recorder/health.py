@@ -19,6 +19,7 @@ class StreamHealth:
         self.last: dict[str, float | None] = dict.fromkeys(self.streams)
         self.since: float | None = None  # when the current episode started: a stream never seen since is silent too
         self.rejected: dict[str, int] = dict.fromkeys(self.streams, 0)
+        self.transport_lost: dict[str, int] = dict.fromkeys(self.streams, 0)  # DDS message-lost events
         self.stale_events: dict[str, int] = dict.fromkeys(self.streams, 0)
         self._stale: dict[str, float] = {}
         self._hold_until = 0.0
@@ -28,6 +29,9 @@ class StreamHealth:
 
     def reject(self, stream: str) -> None:
         self.rejected[stream] = self.rejected.get(stream, 0) + 1
+
+    def lost_in_transport(self, stream: str, count: int) -> None:
+        self.transport_lost[stream] = self.transport_lost.get(stream, 0) + int(count)
 
     def watch_from(self, now: float | None) -> None:
         """From ``now`` on, a stream that has sent nothing for ``stale_after_s`` is silent even if

@@ -102,6 +102,7 @@ class EpisodeRecorder:
         self._episode_frames = 0
         self._skews: dict[str, list[float]] = {s: [] for s in self.streams}
         self._queue_holes: list[Hole] = []  # steps aligned but dropped by a full writer queue
+        self._transport_lost_at_start: dict[str, int] = {}
         self._bad_steps: list[Hole] = []  # steps the writer refused (validation)
         self._failure: tuple[object, str] | None = None  # (writer, error) set by the writer thread
         self._dead = None  # the writer that failed last: its queued steps are skipped
@@ -162,6 +163,7 @@ class EpisodeRecorder:
             self._episode_frames = 0
             self._skews = {s: [] for s in self.streams}
             self._queue_holes, self._bad_steps = [], []
+            self._transport_lost_at_start = dict(self.health.transport_lost)
             log.info("episode %d started: %r", self.store.num_episodes, self.instruction)
             return self.store.num_episodes
 
@@ -241,6 +243,12 @@ class EpisodeRecorder:
                                      f"waited for: {', '.join(self.aligner.stats.warmup_streams) or 'nothing'}); "
                                      "discarded")
         alignment = self._alignment_report(self._requested)
+        lost = self._episode_transport_lost()
+        if lost:
+            alignment["transport_lost"] = lost
+            alignment["notes"].append(f"{sum(lost.values())} message(s) lost in DDS transport before reaching the "
+                                      f"recorder ({', '.join(f'{s} {n}' for s, n in lost.items())}): the publisher's "
+                                      "history was overrun; see docs/collect.md, 'Large frames over DDS'")
         try:
             index = writer.commit(success=bool(success),
                                   **{**self.extra_meta, **meta, **commit_meta(self.aligner.stats, alignment)})
@@ -255,6 +263,10 @@ class EpisodeRecorder:
         log.info("episode %d saved: %d steps, success=%s%s", index, writer.num_frames, success,
                  "; " + "; ".join(alignment["notes"]) if alignment["notes"] else "")
         return index
+
+    def _episode_transport_lost(self) -> dict[str, int]:
+        start = self._transport_lost_at_start
+        return {s: n - start.get(s, 0) for s, n in self.health.transport_lost.items() if n - start.get(s, 0) > 0}
 
     def discard(self) -> None:
         with self._lock:
@@ -328,6 +340,22 @@ class EpisodeRecorder:
         self.health.reject(stream)
         self.stats.last_error = f"{stream}: {reason}"
         log.warning("rejected %s: %s", stream, reason)
+
+    def lost_in_transport(self, stream: str, count: int) -> None:
+        """DDS reported ``count`` messages of ``stream`` lost before they reached the recorder.
+
+        A reliable publisher with a KEEP_LAST history (realsense-ros and usb_cam keep 10) drops a
+        sample that no reader has acknowledged once 10 newer ones are queued; its readers see a
+        message-lost event and nothing else. With two 640x480 cameras and depth on Fast DDS'
+        default transports, 2-55 frames in 60-120 s were lost that way (bench_realtime, issue #13),
+        before this count existed they showed up only as anonymous holes. Saying where they were
+        lost tells the operator what to fix (the DDS profile, docs/collect.md "Large frames over DDS").
+        """
+        if count <= 0:
+            return
+        with self._lock:
+            self.health.lost_in_transport(stream, count)
+        log.warning("%d message(s) of %s lost in DDS transport before reaching the recorder", count, stream)
 
     def _add(self, stream: str, stamp: float, value, receive: float | None) -> None:
         receive = time.monotonic() if receive is None else receive
@@ -440,6 +468,7 @@ class EpisodeRecorder:
                     **{f"skew_{k}": v for k, v in skews[name].items()},
                     "gap_steps": st.gaps.get(name, 0),
                     "rejected": self.health.rejected.get(name, 0),
+                    "transport_lost": self.health.transport_lost.get(name, 0),
                     "out_of_order": st.out_of_order.get(name, 0),
                     "late": st.late.get(name, 0),
                 }
@@ -472,6 +501,11 @@ class EpisodeRecorder:
             if rejected:
                 level = ERROR if level == ERROR else WARN
                 problems.append(f"{rejected} malformed message(s) rejected")
+            transport_lost = sum(self.health.transport_lost.values())
+            if transport_lost:
+                level = ERROR if level == ERROR else WARN
+                problems.append(f"{transport_lost} message(s) lost in DDS transport before reaching the recorder "
+                                "(see docs/collect.md, 'Large frames over DDS')")
             disk_free = self._disk_free()
             return {
                 "state": self.state,
@@ -496,6 +530,7 @@ class EpisodeRecorder:
                 "stale_streams": sorted(silent),
                 "stale_cameras": sorted(n.split("/", 1)[1] for n in silent if n.startswith("images/")),
                 "rejected": dict(self.health.rejected),
+                "transport_lost": dict(self.health.transport_lost),
                 "out_of_order": dict(st.out_of_order),
                 "queue_depth": self._queue.qsize(),
                 "queue_overflows": self.stats.queue_overflows,
