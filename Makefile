@@ -70,7 +70,11 @@ demo: setup compile
 
 test: setup lerobot-env browser compile
 	# ROS/twin closed-loop tests run on the wall clock; a starved CPU may fail one attempt: rerun it (twice at most).
-	$(PY) -m pytest -q -p no:cacheprovider --reruns 2 tests
+	# Every failed attempt (a rerun that passed too) is in out/test-artifacts/failed_attempts.log, listed here.
+	$(PY) -m pytest -q -p no:cacheprovider --reruns 2 tests; status=$$?; \
+	if [ -s out/test-artifacts/failed_attempts.log ]; then \
+		echo "failed attempts (rerun or failed; tracebacks and node logs in out/test-artifacts/failed_attempts.log):"; \
+		grep '^=== ' out/test-artifacts/failed_attempts.log; fi; exit $$status
 
 bench: setup lerobot-env
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

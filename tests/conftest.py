@@ -53,12 +53,36 @@ def composed():
         pin.release()
 
 
+FAILED_ATTEMPTS = os.environ.get("VLA_TEST_FAILED_ATTEMPTS", "out/test-artifacts/failed_attempts.log")
+
+
+def pytest_sessionstart(session):
+    path = session.config.rootpath / FAILED_ATTEMPTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Keep each phase's report on the item, so fixtures can tell in teardown whether the test failed."""
+    """Keep each phase's report on the item, so fixtures can tell in teardown whether the test failed.
+
+    Every failed attempt, including one that ``--reruns`` then passes, is written with its
+    traceback and node logs to ``out/test-artifacts/failed_attempts.log`` (``make test`` lists
+    them): a rerun hides a flake from the summary, not from whoever fixes it.
+    """
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+    if report.when == "teardown":  # the call's report has its node logs by now (process_launch)
+        failed = [r for r in (getattr(item, "rep_setup", None), getattr(item, "rep_call", None), report)
+                  if r is not None and r.failed]
+        if failed:
+            path = item.config.rootpath / FAILED_ATTEMPTS
+            with open(path, "a") as f:
+                for r in failed:
+                    f.write(f"=== {item.nodeid} ({r.when}) failed\n{r.longreprtext}\n")
+                    for title, text in r.sections:
+                        f.write(f"--- {title}\n{text}\n")
 
 
 @pytest.fixture(scope="session")
