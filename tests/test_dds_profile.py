@@ -130,3 +130,30 @@ def test_frames_lost_in_transport_are_named_in_status_and_episode_notes(tmp_path
     assert any("3 message(s) lost in DDS transport" in note and "images/cam 3" in note for note in alignment["notes"])
     assert alignment["hole_steps"] >= 1, "the steps themselves are a marked hole, as before"
     rec.close()
+
+
+def test_a_recorder_on_an_rmw_without_message_lost_events_still_records_every_stream(composed, tmp_path, monkeypatch):
+    """Cyclone and Fast DDS report lost messages; an RMW that does not (rclpy raises
+    UnsupportedEventTypeError) must not keep the recorder from starting: it subscribes without
+    the counter and says so once."""
+    from rclpy.event_handler import UnsupportedEventTypeError
+    from rclpy.node import Node
+
+    from vla_robot.ros.recorder_node import RecorderNode
+
+    real = Node.create_subscription
+    refused, subscribed = [], []
+
+    def create_subscription(self, msg_type, topic, *args, event_callbacks=None, **kwargs):
+        if event_callbacks is not None and event_callbacks.message_lost is not None:
+            refused.append(topic)
+            raise UnsupportedEventTypeError("message lost events are not supported by this RMW (test)")
+        subscribed.append(topic)
+        return real(self, msg_type, topic, *args, **kwargs)
+
+    monkeypatch.setattr(Node, "create_subscription", create_subscription)
+    rec = composed.add(RecorderNode({"store": str(tmp_path / "s.zarr"), "cameras": "front", "depth_cameras": "front",
+                                     "width": 32, "height": 24, "action_source": "teleop"}, context=composed.context))
+    assert refused == ["joint_states"], "asked once, then not again"
+    assert {"joint_states", "joint_trajectory", "joint_command", "front/image_raw", "front/depth/image_raw"} <= set(subscribed)
+    assert rec._lost_events_supported is False

@@ -28,7 +28,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.node import Node
 from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image, JointState, Joy
@@ -126,28 +126,28 @@ class RecorderNode(Node):
         state_group, action_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         control, housekeeping = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         self._waits = ReentrantCallbackGroup()
-        self.create_subscription(JointState, "joint_states", self._on_state, record_qos(self.p.sensor_qos, 200.0),
-                                 callback_group=state_group, event_callbacks=self._count_lost("state"))
+        self._lost_events_supported = True
+        self._subscribe(JointState, "joint_states", self._on_state, record_qos(self.p.sensor_qos, 200.0), state_group,
+                        "state")
         if self.p.action_source == "teleop":
-            self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, RECORD_COMMAND_QOS,
-                                     callback_group=action_group, event_callbacks=self._count_lost("action"))
-            self.create_subscription(JointState, "joint_command", self._on_joint_command, RECORD_COMMAND_QOS,
-                                     callback_group=action_group, event_callbacks=self._count_lost("action"))
+            self._subscribe(JointTrajectory, "joint_trajectory", self._on_trajectory, RECORD_COMMAND_QOS, action_group,
+                            "action")
+            self._subscribe(JointState, "joint_command", self._on_joint_command, RECORD_COMMAND_QOS, action_group,
+                            "action")
         elif self.p.action_source == "arm":
-            self.create_subscription(JointState, "arm/applied_command", self._on_joint_command, RECORD_COMMAND_QOS,
-                                     callback_group=action_group, event_callbacks=self._count_lost("action"))
+            self._subscribe(JointState, "arm/applied_command", self._on_joint_command, RECORD_COMMAND_QOS, action_group,
+                            "action")
         else:
             raise ValueError(f"recorder: action_source {self.p.action_source!r} unknown; use 'teleop' or 'arm'")
         for cam in self.camera_names:
             group = MutuallyExclusiveCallbackGroup()
-            self.create_subscription(Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), self._sensor_qos,
-                                     callback_group=group, event_callbacks=self._count_lost(f"images/{cam}"))
+            self._subscribe(Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), self._sensor_qos, group,
+                            f"images/{cam}")
             self.create_subscription(CameraInfo, f"{cam}/camera_info", lambda m, c=cam: self._on_info(c, m),
                                      self._sensor_qos, callback_group=group)
             if cam in self.depth_cameras:
-                self.create_subscription(Image, f"{cam}/depth/image_raw", lambda m, c=cam: self._on_depth(c, m),
-                                         self._sensor_qos, callback_group=MutuallyExclusiveCallbackGroup(),
-                                         event_callbacks=self._count_lost(f"depth/{cam}"))
+                self._subscribe(Image, f"{cam}/depth/image_raw", lambda m, c=cam: self._on_depth(c, m), self._sensor_qos,
+                                MutuallyExclusiveCallbackGroup(), f"depth/{cam}")
         self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS, callback_group=control)
         self.create_subscription(Joy, "joy", self._on_joy, 10, callback_group=control)
         self.create_service(Trigger, "~/start", self._srv_start, callback_group=control)
@@ -247,11 +247,23 @@ class RecorderNode(Node):
     def _on_joint_command(self, msg: JointState) -> None:
         self._on_action(lambda: joint_positions_from_msg(msg, self.names), from_time(msg.header.stamp))
 
-    def _count_lost(self, stream: str) -> SubscriptionEventCallbacks:
-        """DDS message-lost events of one stream's reader go to the recorder's count (status,
-        diagnostics, the episode's notes): a frame the publisher dropped is named as such."""
-        return SubscriptionEventCallbacks(
-            message_lost=lambda event: self.recorder.lost_in_transport(stream, event.total_count_change))
+    def _subscribe(self, msg_type, topic: str, callback, qos, group, stream: str):
+        """A recorded stream's subscription, its DDS message-lost events counted for ``stream``
+        (status, diagnostics, the episode's notes): a frame the publisher dropped is named as such.
+
+        An RMW that does not report lost messages (rclpy raises UnsupportedEventTypeError) still
+        records; it is said once that such losses then show only as holes."""
+        if self._lost_events_supported:
+            lost = SubscriptionEventCallbacks(
+                message_lost=lambda event: self.recorder.lost_in_transport(stream, event.total_count_change))
+            try:
+                return self.create_subscription(msg_type, topic, callback, qos, callback_group=group,
+                                                event_callbacks=lost)
+            except UnsupportedEventTypeError as exc:
+                self._lost_events_supported = False
+                self.get_logger().warning(f"this RMW does not report lost messages ({exc}); frames lost in "
+                                          "transport will show only as marked holes, not as transport_lost")
+        return self.create_subscription(msg_type, topic, callback, qos, callback_group=group)
 
     def _on_image(self, camera: str, msg: Image) -> None:
         receive = time.monotonic()
