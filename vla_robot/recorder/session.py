@@ -347,7 +347,7 @@ class EpisodeRecorder:
         A reliable publisher with a KEEP_LAST history (realsense-ros and usb_cam keep 10) drops a
         sample that no reader has acknowledged once 10 newer ones are queued; its readers see a
         message-lost event and nothing else. With two 640x480 cameras and depth on Fast DDS'
-        default transports, 2-55 frames in 60-120 s were lost that way (bench_realtime, issue #13),
+        default transports, 2-55 frames in 60-120 s were lost that way (bench_realtime, issue #13);
         before this count existed they showed up only as anonymous holes. Saying where they were
         lost tells the operator what to fix (the DDS profile, docs/collect.md "Large frames over DDS").
         """
