@@ -75,3 +75,51 @@ def test_a_refused_check_stops_the_run_before_any_phase_starts(tmp_path):
     with pytest.raises(PhaseRejected, match="'train' refuses its settings(.|\n)*steps must be > 0"):
         run_phases(phases, tmp_path / "logs", tmp_path / "manifest.json", 10.0, stream=open("/dev/null", "w"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "logs").exists(), "a phase ran before every check passed"
+
+
+@pytest.mark.skipif(len(getattr(__import__("os"), "sched_getaffinity", lambda _: [])(0)) < 2,
+                    reason="pinning chooses between CPUs; this machine lets the tests use one")
+def test_a_phase_with_a_cpu_runs_on_that_core_and_one_without_keeps_them_all(tmp_path):
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+
+    def affinity(name: str) -> list[str]:
+        code = "import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text(repr(sorted(os.sched_getaffinity(0))))"
+        return [sys.executable, "-c", code, str(tmp_path / name)]
+
+    phases = [Phase("first", affinity("first"), "on the first core", cpu=0, alongside=True),
+              Phase("last", affinity("last"), "on the last core", cpu=-1),
+              Phase("free", affinity("free"), "anywhere", needs=("first",))]
+    run_phases(phases, tmp_path / "logs", tmp_path / "manifest.json", 10.0, stream=open("/dev/null", "w"))
+    assert (tmp_path / "first").read_text() == repr([allowed[0]])
+    assert (tmp_path / "last").read_text() == repr([allowed[-1]])
+    assert (tmp_path / "free").read_text() == repr(allowed)
+
+
+def test_a_cpu_the_runner_does_not_have_is_named(tmp_path):
+    import os
+
+    from vla_robot.demo.runner import cpu_pin
+
+    if len(os.sched_getaffinity(0)) < 2:
+        assert cpu_pin(5) is None  # one CPU: nothing to pin to, nothing to refuse
+        return
+    with pytest.raises(ValueError, match="cpu=64: this process may use"):
+        cpu_pin(64)
+
+
+def test_the_demo_gives_the_short_collections_the_prior_s_core_and_each_eval_a_core(tmp_path):
+    """The order and overlaps the demo's wall clock depends on (plan.build_phases): the reach and push
+    collections wait for the prior and take its core beside the GrinningFace collection; training
+    waits for both; the evals run one per core and the report waits for both."""
+    from vla_robot.demo.plan import FULL, build_phases
+
+    phases = {p.name: p for p in build_phases(FULL, tmp_path)}
+    assert phases["prior"].alongside and phases["collect_grinning_face"].alongside
+    for short in ("collect_reach", "collect_push"):
+        assert phases[short].cpu == 0 and "prior" in phases[short].needs
+    assert set(phases["train"].needs) == {"prior", "collect_grinning_face"}
+    assert "collect_grinning_face" in phases["contact_sheet"].needs
+    assert phases["eval_train"].alongside and {phases["eval_train"].cpu, phases["eval_val"].cpu} == {0, -1}
+    assert "eval_train" in phases["report"].needs

@@ -187,9 +187,14 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             alongside=True,
         )
     )
+    # Core use (measured on the 2-core VM, stop 21): the prior (540 s) trains on one core while the
+    # GrinningFace collection (740 s) records on the other, so the prior's core idles for 200 s.
+    # The short reach and push collections (50 s) take that core once the prior ends, beside the
+    # GrinningFace collection, instead of after it; the two evals (45 s each) run one per core.
     for task, n in tasks:
         if n <= 0:
             continue
+        main_task = task == "grinning_face"
         phases.append(
             Phase(
                 name=f"collect_{task}",
@@ -202,6 +207,9 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 f"({'train emojis only' if task == 'grinning_face' else 'no emojis'}) through the ROS 2 collection nodes",
                 weight=0.3 + 0.016 * n,  # weights are expected minutes on 2 idle cores (measured)
                 outputs=[str(p.store(task))],
+                alongside=main_task,  # pins itself to the last core (ComposedProcess)
+                needs=() if main_task else ("prior",),
+                cpu=None if main_task else 0,
             )
         )
     phases.append(
@@ -212,6 +220,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             description="contact sheet and GIFs of the collected GrinningFace episodes",
             weight=0.1,
             outputs=[str(p.data / "view_grinning_face")],
+            needs=("collect_grinning_face",),
         )
     )
     stage1 = [f"{p.store(t)}" for t, n in tasks[1:] if n > 0]
@@ -230,7 +239,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             + (f"; {s.vqa_ratio:.0%} of batches embodied VQA from the twin (train emojis)" if vqa else ""),
             weight=0.3 + (s.stage1_steps + s.stage2_steps) / 2400,
             outputs=[str(p.train)],
-            needs=("prior",),
+            needs=("prior", "collect_grinning_face"),
         )
     )
     bundle = bundle_override or p.bundle
@@ -242,6 +251,8 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 description=f"closed-loop evaluation on {split} emojis ({s.eval_episodes} episodes)",
                 weight=0.1 + s.eval_episodes / 160,
                 outputs=[str(p.eval(split))],
+                alongside=split == "train",
+                cpu=0 if split == "train" else -1,
             )
         )
     phases.append(
@@ -251,6 +262,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             description="report/index.html: metrics, curves, contact sheet, rollouts, commands",
             weight=0.3,
             outputs=[str(out / "report")],
+            needs=("eval_train",),
         )
     )
     return phases

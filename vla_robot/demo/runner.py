@@ -28,6 +28,10 @@ class Phase:
     ``check``: a command that validates this phase's settings in well under a second and
     exits non-zero with the reason. Every check runs before any phase starts, so a typo in a
     training setting is reported at once, not after ten minutes of collection.
+
+    ``cpu``: run the phase's process on this one of the runner's CPUs (0 the first, -1 the
+    last), where there are at least two; for work given a core that another phase has just
+    freed (`cpu_pin`).
     """
 
     name: str
@@ -38,6 +42,7 @@ class Phase:
     alongside: bool = False
     needs: tuple[str, ...] = ()
     check: list[str] = field(default_factory=list)
+    cpu: int | None = None
 
     @property
     def command(self) -> str:
@@ -62,6 +67,18 @@ class PhaseFailed(RuntimeError):
             f"command: {result.command}\nlog: {result.log}\n--- last lines ---\n{tail}"
         )
         self.result = result
+
+
+def cpu_pin(index: int | None):
+    """A ``preexec_fn`` that puts the child process on ``index`` of this process' CPUs, or None
+    (no pin asked for, or fewer than two CPUs: nothing to choose between)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if index is None or len(allowed) < 2:
+        return None
+    if not -len(allowed) <= index < len(allowed):
+        raise ValueError(f"cpu={index}: this process may use {len(allowed)} CPUs ({allowed})")
+    cpu = allowed[index]
+    return lambda: os.sched_setaffinity(0, {cpu})
 
 
 class PhaseRejected(RuntimeError):
@@ -195,7 +212,8 @@ def run_phases(
         fh = log.open("w")
         fh.write(f"$ {phase.command}\n")
         fh.flush()
-        proc = subprocess.Popen(phase.argv, stdout=fh, stderr=subprocess.STDOUT, env=child_env)
+        proc = subprocess.Popen(phase.argv, stdout=fh, stderr=subprocess.STDOUT, env=child_env,
+                                preexec_fn=cpu_pin(phase.cpu))
         return _Running(i, phase, proc, log, fh, time.time(), expected_seconds * phase.weight / total_weight)
 
     def beside_text(shown: _Running) -> str:
