@@ -109,17 +109,17 @@ def test_a_cpu_the_runner_does_not_have_is_named(tmp_path):
         cpu_pin(64)
 
 
-def test_the_demo_gives_the_short_collections_the_prior_s_core_and_each_eval_a_core(tmp_path):
-    """The order and overlaps the demo's wall clock depends on (plan.build_phases): the reach and push
-    collections wait for the prior and take its core beside the GrinningFace collection; training
-    waits for both; the evals run one per core and the report waits for both."""
-    from vla_robot.demo.plan import FULL, build_phases
+def test_the_demo_runs_one_collection_at_a_time_and_the_evals_one_per_core(tmp_path):
+    """The overlaps the demo's wall clock depends on (plan.build_phases). Two composed collection
+    stacks share a ROS domain and topic names, so they must never overlap (run beside each other,
+    reach's recorder got no aligned frame); the evals are in-process twins and run one per core."""
+    from vla_robot.demo.plan import FULL, QUICK, build_phases
 
-    phases = {p.name: p for p in build_phases(FULL, tmp_path)}
-    assert phases["prior"].alongside and phases["collect_grinning_face"].alongside
-    for short in ("collect_reach", "collect_push"):
-        assert phases[short].cpu == 0 and "prior" in phases[short].needs
-    assert set(phases["train"].needs) == {"prior", "collect_grinning_face"}
-    assert "collect_grinning_face" in phases["contact_sheet"].needs
-    assert phases["eval_train"].alongside and {phases["eval_train"].cpu, phases["eval_val"].cpu} == {0, -1}
-    assert "eval_train" in phases["report"].needs
+    for settings in (FULL, QUICK):
+        phases = build_phases(settings, tmp_path)
+        collects = [p for p in phases if p.name.startswith("collect_")]
+        assert collects and not any(p.alongside for p in collects)
+        by_name = {p.name: p for p in phases}
+        assert by_name["prior"].alongside and "prior" in by_name["train"].needs
+        assert by_name["eval_train"].alongside and {by_name["eval_train"].cpu, by_name["eval_val"].cpu} == {0, -1}
+        assert "eval_train" in by_name["report"].needs

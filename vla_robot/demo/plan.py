@@ -187,14 +187,13 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             alongside=True,
         )
     )
-    # Core use (measured on the 2-core VM, stop 21): the prior (540 s) trains on one core while the
-    # GrinningFace collection (740 s) records on the other, so the prior's core idles for 200 s.
-    # The short reach and push collections (50 s) take that core once the prior ends, beside the
-    # GrinningFace collection, instead of after it; the two evals (45 s each) run one per core.
+    # Collections run one at a time: each composes the twin, arm, camera and recorder nodes on the
+    # same ROS domain and topic names, so two at once hear each other. Tried at stop 21 (reach on
+    # the prior's core beside the GrinningFace collection): reach's recorder got no aligned frame
+    # in its first episode and the phase failed.
     for task, n in tasks:
         if n <= 0:
             continue
-        main_task = task == "grinning_face"
         phases.append(
             Phase(
                 name=f"collect_{task}",
@@ -207,9 +206,6 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 f"({'train emojis only' if task == 'grinning_face' else 'no emojis'}) through the ROS 2 collection nodes",
                 weight=0.3 + 0.016 * n,  # weights are expected minutes on 2 idle cores (measured)
                 outputs=[str(p.store(task))],
-                alongside=main_task,  # pins itself to the last core (ComposedProcess)
-                needs=() if main_task else ("prior",),
-                cpu=None if main_task else 0,
             )
         )
     phases.append(
@@ -220,7 +216,6 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             description="contact sheet and GIFs of the collected GrinningFace episodes",
             weight=0.1,
             outputs=[str(p.data / "view_grinning_face")],
-            needs=("collect_grinning_face",),
         )
     )
     stage1 = [f"{p.store(t)}" for t, n in tasks[1:] if n > 0]
@@ -239,7 +234,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             + (f"; {s.vqa_ratio:.0%} of batches embodied VQA from the twin (train emojis)" if vqa else ""),
             weight=0.3 + (s.stage1_steps + s.stage2_steps) / 2400,
             outputs=[str(p.train)],
-            needs=("prior", "collect_grinning_face"),
+            needs=("prior",),
         )
     )
     bundle = bundle_override or p.bundle
@@ -251,6 +246,7 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
                 description=f"closed-loop evaluation on {split} emojis ({s.eval_episodes} episodes)",
                 weight=0.1 + s.eval_episodes / 160,
                 outputs=[str(p.eval(split))],
+                # the two evals (45 s each, in-process twins, no DDS) run at once, one per core
                 alongside=split == "train",
                 cpu=0 if split == "train" else -1,
             )
