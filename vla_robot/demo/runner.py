@@ -30,8 +30,8 @@ class Phase:
     training setting is reported at once, not after ten minutes of collection.
 
     ``cpu``: run the phase's process on this one of the runner's CPUs (0 the first, -1 the
-    last), where there are at least two; for work given a core that another phase has just
-    freed (`cpu_pin`).
+    last), where there are at least two (`cpu_pin`): for two phases that run at once, one per
+    core, such as the demo's evals.
     """
 
     name: str
