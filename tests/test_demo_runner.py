@@ -1,6 +1,7 @@
 """The demo's phase runner: real subprocesses, in order, with ``alongside`` phases overlapping the next ones."""
 
 import json
+import os
 import sys
 import time
 
@@ -77,11 +78,9 @@ def test_a_refused_check_stops_the_run_before_any_phase_starts(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "logs").exists(), "a phase ran before every check passed"
 
 
-@pytest.mark.skipif(len(getattr(__import__("os"), "sched_getaffinity", lambda _: [])(0)) < 2,
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
                     reason="pinning chooses between CPUs; this machine lets the tests use one")
 def test_a_phase_with_a_cpu_runs_on_that_core_and_one_without_keeps_them_all(tmp_path):
-    import os
-
     allowed = sorted(os.sched_getaffinity(0))
 
     def affinity(name: str) -> list[str]:
@@ -98,8 +97,6 @@ def test_a_phase_with_a_cpu_runs_on_that_core_and_one_without_keeps_them_all(tmp
 
 
 def test_a_cpu_the_runner_does_not_have_is_named(tmp_path):
-    import os
-
     from vla_robot.demo.runner import cpu_pin
 
     if len(os.sched_getaffinity(0)) < 2:
