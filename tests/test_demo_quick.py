@@ -49,6 +49,9 @@ def test_every_phase_ran_with_its_own_command(demo_dir):
     assert "vqa.ratio=0.25" in commands["train"] and "vqa.layout_seed=2" in commands["train"]
     assert "vqa.questions=grounding" in commands["train"] and "model.goal_loss_weight=1.0" in commands["train"]
     assert all("--request-threshold 0.0" in commands[f"eval_{split}"] for split in ("train", "val"))
+    assert "model.grounding_question=only" in commands["train"]
+    bundle_config = json.loads((demo_dir / "train" / "staged" / "bundle" / "vla_config.json").read_text())
+    assert bundle_config["grounding_question"] == "only"  # the eval and deploy ask the prior's question too
     prior, train = (next(p for p in manifest["phases"] if p["name"] == n) for n in ("prior", "train"))
     assert prior["returncode"] == 0 and train["seconds"] > 0
     page = (demo_dir / "report" / "index.html").read_text()

@@ -67,6 +67,8 @@ def test_demo_settings_name_the_bad_value():
         DemoSettings(eval_request_threshold=1.5)
     with pytest.raises(ValueError, match="goal_loss_weight=-1 must be >= 0"):
         DemoSettings(goal_loss_weight=-1)
+    with pytest.raises(ValueError, match="grounding_question='ask'; allowed: off, append, only"):
+        DemoSettings(grounding_question="ask")
     with pytest.raises(ValueError, match="eval_merge='mean'"):
         DemoSettings(eval_merge="mean")
 

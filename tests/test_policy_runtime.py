@@ -1,5 +1,6 @@
 """The runtime on the CPU: same output as the training-time forward, the graph path off, the loop in the twin."""
 
+import dataclasses
 import time
 
 import numpy as np
@@ -157,6 +158,37 @@ def test_sync_loop_in_twin_executes_the_action_made_for_each_step(twin):
     assert policy.calls == 4 and twin.steps == 20
     assert loop.report()["safety"]["non_finite_action"] == 1
     assert np.all(np.diff(np.delete(waist, 12)) > 0)
+
+
+class LateCamera:
+    """Frames that reach the loop a second after their receipt: a process the OS left without a core."""
+
+    def __init__(self, camera):
+        self.camera = camera
+
+    def read(self):
+        return dataclasses.replace(self.camera.read(), receive_stamp=time.time() - 1.0)
+
+
+def test_lock_step_ages_frames_in_sim_time_and_a_paced_loop_in_wall_time(twin):
+    """In lock-step the world waits for the policy, so a late process does not make a frame stale
+    (evals on a busy machine held on wall-clock age); on the wall clock the watchdog still holds."""
+    from sim import TwinCamera, TwinRobot
+
+    robot = TwinRobot(twin)
+    robot.connect()
+    cam = TwinCamera(twin, "third_person")
+    cam.connect()
+    reports = {}
+    for pace in (False, True):
+        policy = StepStampPolicy(chunk_size=5)
+        loop = ControlLoop(robot, {"third_person": LateCamera(cam)}, policy,
+                           RuntimeConfig(asynchronous=False, chunk=ChunkConfig(request_threshold=0.0)), pace=pace)
+        loop.start_episode("test")
+        records = loop.run(10)
+        reports[pace] = (sum(r.holding for r in records), loop.report()["safety"]["stale_observation"], policy.calls)
+    assert reports[False] == (0, 0, 2)  # every step acted on; a chunk every 5 steps
+    assert reports[True][0] == 10 and reports[True][1] == 10 and reports[True][2] == 0
 
 
 def test_async_paced_loop_skips_stale_actions_and_never_repeats(twin):

@@ -49,6 +49,8 @@ def test_bad_configs_fail_before_compute(setup, tmp_path):
         load_config(None, _overrides(setup, tmp_path, "optim.learning_rate=1"))
     with pytest.raises(ConfigError, match="goal_loss_weight must be >= 0"):
         load_config(None, _overrides(setup, tmp_path, "model.goal_loss_weight=-0.5"))
+    with pytest.raises(ConfigError, match="model.grounding_question 'always' is unknown; allowed: off, append, only"):
+        load_config(None, _overrides(setup, tmp_path, "model.grounding_question=always"))
     with pytest.raises(ConfigError, match="goal_loss_weight > 0 needs .* model.use_proprio true"):
         load_config(None, _overrides(setup, tmp_path, "model.goal_loss_weight=1", "model.use_proprio=false"))
     with pytest.raises(ConfigError, match="nope_proj.*match no Linear module"):

@@ -99,6 +99,9 @@ class ModelSection:
     gripper_dims: list[int] | None = None  # None: action names containing "gripper"
     num_bins: int = 256
     goal_loss_weight: float = 0.0  # > 0: the head predicts the episode's final state and acts on it (models/head.py)
+    # "append" / "only": the instruction's target is asked about in the prior's own words, "where is the X?",
+    # after the instruction or instead of it (models/grounding.py); "off": the instruction as recorded
+    grounding_question: str = "off"
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False  # recompute the backbone's layer activations in backward (memory for time)
     # Overrides of the checkpoint's image processor settings, saved with the bundle's processor,
@@ -267,11 +270,15 @@ class TrainConfig:
             raise ConfigError("strategy head_only trains nothing with model.target discrete (the LM predicts "
                               "the action tokens); pick lora, full or freeze_vision")
         from vla_robot.models.config import FAMILIES, TARGETS
+        from vla_robot.models.grounding import GROUNDING_MODES
 
         if self.model.family not in FAMILIES:
             raise ConfigError(f"model.family {self.model.family!r} is unknown; allowed: {', '.join(FAMILIES)}")
         if self.model.target not in TARGETS:
             raise ConfigError(f"model.target {self.model.target!r} is unknown; allowed: {', '.join(TARGETS)}")
+        if self.model.grounding_question not in GROUNDING_MODES:
+            raise ConfigError(f"model.grounding_question {self.model.grounding_question!r} is unknown; allowed: "
+                              f"{', '.join(GROUNDING_MODES)} (append / only ask \"where is the X?\" for the target)")
         if self.model.goal_loss_weight < 0:
             raise ConfigError(f"model.goal_loss_weight must be >= 0 (0 turns goal prediction off), "
                               f"got {self.model.goal_loss_weight}")

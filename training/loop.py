@@ -72,7 +72,8 @@ class PhaseRunner:
         self.collate = RobotCollator(model.preprocessor, use_state, center=augment is None)
         self.val_collate = RobotCollator(model.preprocessor, use_state)
         self.vqa_collate = VQACollator(VLAPreprocessor(model_cfg.family, model.processor, ("vqa",),
-                                                       model_cfg.image_size, model_cfg.crop_scale))
+                                                       model_cfg.image_size, model_cfg.crop_scale,
+                                                       model_cfg.grounding_question))
         self.frozen: list[str] = []
 
     # ---------------------------------------------------------------- data

@@ -51,7 +51,8 @@ def resolve_model_config(cfg: TrainConfig, schema) -> VLAConfig:
                      state_dim=schema.state_dim if m.use_proprio else 0, cameras=cameras, image_size=m.image_size,
                      num_action_queries=m.num_action_queries, head_hidden=m.head_hidden, head_layers=m.head_layers,
                      target=m.target, gripper_dims=tuple(grip), num_bins=m.num_bins,
-                     goal_loss_weight=m.goal_loss_weight, trust_remote_code=m.trust_remote_code, crop_scale=crop)
+                     goal_loss_weight=m.goal_loss_weight, trust_remote_code=m.trust_remote_code, crop_scale=crop,
+                     grounding_question=m.grounding_question)
 
 
 def check_data(cfg: TrainConfig, refs: list[StoreRef], stores, where: str, same_robot: bool = True) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from vla_robot.config_utils import unknown_fields
+from vla_robot.models.grounding import GROUNDING_MODES
 
 FAMILIES = ("paligemma", "qwen2_vl", "qwen2_5_vl", "idefics3")
 TARGETS = ("continuous", "discrete")
@@ -45,6 +46,7 @@ class VLAConfig:
     goal_loss_weight: float = 0.0
     trust_remote_code: bool = False
     crop_scale: float = 1.0  # < 1: frames are centre-cropped to this area fraction (trained with random crops of it)
+    grounding_question: str = "off"  # off | append | only: "where is the X?" with/for the instruction (models/grounding.py)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +73,9 @@ class VLAConfig:
         if self.goal_loss_weight > 0 and (self.state_dim == 0 or self.target != "continuous"):
             raise ValueError("model.goal_loss_weight > 0 needs the continuous target and proprioception "
                              "(state_dim > 0): the goal is a robot state read from the query states")
+        if self.grounding_question not in GROUNDING_MODES:
+            raise ValueError(f"model.grounding_question {self.grounding_question!r} is not supported; "
+                             f"allowed: {', '.join(GROUNDING_MODES)}")
         if not 0 < self.crop_scale <= 1:
             raise ValueError(f"model.crop_scale must be in (0, 1], got {self.crop_scale}")
         if self.target == "discrete" and not 2 <= self.num_bins <= 1024:

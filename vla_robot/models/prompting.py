@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vla_robot.models.grounding import with_grounding_question
+
 
 def format_prompt(family: str, instruction: str, num_images: int) -> str:
     """The text the family's processor expects for `num_images` images and one instruction."""
@@ -54,9 +56,10 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 class VLAPreprocessor:
     """Images (per camera) + instructions → backbone inputs, left-padded so appended tokens end every row."""
 
-    def __init__(self, family: str, processor, cameras: tuple[str, ...], image_size: int, crop_scale: float = 1.0):
+    def __init__(self, family: str, processor, cameras: tuple[str, ...], image_size: int, crop_scale: float = 1.0,
+                 grounding_question: str = "off"):
         self.family, self.processor, self.cameras, self.image_size = family, processor, tuple(cameras), image_size
-        self.crop_scale = crop_scale
+        self.crop_scale, self.grounding_question = crop_scale, grounding_question
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -74,6 +77,7 @@ class VLAPreprocessor:
         if len(instructions) != batch:
             raise ValueError(f"got {len(instructions)} instructions for a batch of {batch} images")
         nested = [[cam[i].permute(1, 2, 0).numpy() for cam in per_cam] for i in range(batch)]
+        instructions = [with_grounding_question(s, self.grounding_question) for s in instructions]
         texts = [format_prompt(self.family, s, len(self.cameras)) for s in instructions]
         enc = self.processor(text=texts, images=nested, return_tensors="pt", padding=True)
         enc.pop("labels", None)

@@ -72,7 +72,7 @@ class VLAModel(nn.Module):
         self.backbone = backbone
         self.processor = processor
         self.preprocessor = VLAPreprocessor(config.family, processor, config.cameras, config.image_size,
-                                            config.crop_scale)
+                                            config.crop_scale, config.grounding_question)
         hidden = text_hidden_size(unwrap(backbone).config)
         self.action_queries = nn.Parameter(torch.randn(config.num_action_queries, hidden) * 0.02)
         self.head = ActionHead(hidden, config.num_action_queries, config.horizon, config.action_dim,

@@ -1,0 +1,54 @@
+"""The grounding question: the instruction's target asked about in the prior's words, in training and deployment."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models_fixtures import robot_batch, tiny_vla
+from sim.emoji import TEMPLATES, catalogue
+from sim.tasks import PUSH_TEMPLATES, REACH_TEMPLATES
+from vla_robot.models.bundle import load_bundle, save_bundle
+from vla_robot.models.config import VLAConfig
+from vla_robot.models.grounding import instruction_target, with_grounding_question
+from vla_robot.models.tiny import make_tiny_backbone
+
+
+@pytest.mark.parametrize("template", TEMPLATES + REACH_TEMPLATES + PUSH_TEMPLATES[:3])
+def test_every_twin_template_names_its_target(template):
+    """Every emoji name, "with" and "of" included, comes back whole from every instruction the twin writes."""
+    for emoji in catalogue().values():
+        assert instruction_target(template.format(name=emoji.name)) == emoji.name
+
+
+def test_modes_append_replace_or_keep_and_leave_untargeted_text_alone():
+    text = "put  the cube on the face with tears of joy"
+    assert with_grounding_question(text, "off") == "put the cube on the face with tears of joy"
+    assert with_grounding_question(text, "append") == ("put the cube on the face with tears of joy "
+                                                       "where is the face with tears of joy?")
+    assert with_grounding_question(text, "only") == "where is the face with tears of joy?"
+    for untargeted in ("push the block left", "where is the cube?", "which emoji is at the left?"):
+        assert with_grounding_question(untargeted, "only") == untargeted
+    with pytest.raises(ValueError, match="mode 'ask'; allowed: off, append, only"):
+        with_grounding_question(text, "ask")
+    with pytest.raises(ValueError, match="model.grounding_question 'yes' is not supported"):
+        VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, grounding_question="yes")
+
+
+def test_the_model_reads_the_question_and_the_bundle_keeps_the_mode(tmp_path):
+    """"only" feeds the backbone exactly the prior's question; a reloaded bundle asks it the same way."""
+    model = tiny_vla(make_tiny_backbone("paligemma", tmp_path / "bb"), "paligemma").eval()
+    b = robot_batch(model)
+    ids = lambda text: model.preprocess(b["images"], [text] * 2)["input_ids"]  # noqa: E731
+    plain, question = ids("put the cube on the cat"), ids("where is the cat?")
+    assert not torch.equal(plain, question)
+    model.config.grounding_question = model.preprocessor.grounding_question = "only"
+    assert torch.equal(ids("put the cube on the cat"), question)
+    model.config.grounding_question = model.preprocessor.grounding_question = "append"
+    appended = ids("put the cube on the cat")
+    words = model.processor.tokenizer.decode(appended[0], skip_special_tokens=True).split()
+    assert words[-11:] == "put the cube on the cat where is the cat ?".split()
+    path = save_bundle(model, tmp_path / "bundle", action_space={"type": "joint_position"}, provenance={})
+    loaded, _ = load_bundle(path)
+    assert loaded.config.grounding_question == "append"
+    assert torch.equal(loaded.preprocess(b["images"], ["put the cube on the cat"] * 2)["input_ids"], appended)

@@ -1,0 +1,43 @@
+"""The backbone's own grounding question for a robot instruction: "where is the X?".
+
+Why: the demo's prior answers "where is the X?" on twin renders for held-out emojis 95 % of the
+time, but "put the cube on the X" (answer left/right) only at chance, and after stage 2 the
+policy's choice of card followed the backbone's answer to the prompt the action queries read:
+80 % on held-out emojis, against a validation Rec. SR of 78 % (docs/demo.md, stop 22). Asking in
+the prior's words lets the queries read an answer the prior already gives.
+
+Modes: "off" keeps the instruction; "append" adds the question after it; "only" replaces it
+by the question (single-task data, where the target is all the instruction says). An
+instruction that names no target ("push the block left") is left as it is in every mode.
+"""
+
+from __future__ import annotations
+
+import re
+
+GROUNDING_MODES = ("off", "append", "only")
+
+# "... on the X", "onto the X card", "to the card with the X", "above the X card", "the X emoji"
+_TARGET = re.compile(
+    r"\b(?:on|onto|to|towards|above|over|at|for)\s+the\s+(?:card\s+with\s+the\s+)?"
+    r"(?P<target>[^?.!,]+?)(?:\s+(?:card|emoji))?\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
+
+
+def instruction_target(instruction: str) -> str | None:
+    """The object an instruction names as its goal ("put the cube on the cat" → "cat"), or None."""
+    match = _TARGET.search(" ".join(instruction.split()))
+    return match.group("target") if match else None
+
+
+def with_grounding_question(instruction: str, mode: str) -> str:
+    """`instruction` in `mode` (see `GROUNDING_MODES`), whitespace normalised."""
+    if mode not in GROUNDING_MODES:
+        raise ValueError(f"grounding question mode {mode!r}; allowed: {', '.join(GROUNDING_MODES)}")
+    text = " ".join(instruction.split())
+    target = instruction_target(text) if mode != "off" else None
+    if target is None:
+        return text
+    question = f"where is the {target}?"
+    return question if mode == "only" else f"{text} {question}"
