@@ -35,8 +35,11 @@ def test_modes_append_replace_or_keep_and_leave_untargeted_text_alone():
         VLAConfig(family="paligemma", backbone="x", action_dim=7, horizon=4, grounding_question="yes")
 
 
-def test_the_model_reads_the_question_and_the_bundle_keeps_the_mode(tmp_path):
-    """"only" feeds the backbone exactly the prior's question; a reloaded bundle asks it the same way."""
+def test_the_model_reads_the_question_and_the_bundle_keeps_the_mode(tmp_path, caplog):
+    """"only" feeds the backbone exactly the prior's question; a reloaded bundle asks it the same way,
+    and the deployed policy says when an operator's instruction names nothing to ask about."""
+    from vla_robot.policy.vla_policy import VLAPolicy
+
     model = tiny_vla(make_tiny_backbone("paligemma", tmp_path / "bb"), "paligemma").eval()
     b = robot_batch(model)
     ids = lambda text: model.preprocess(b["images"], [text] * 2)["input_ids"]  # noqa: E731
@@ -49,6 +52,13 @@ def test_the_model_reads_the_question_and_the_bundle_keeps_the_mode(tmp_path):
     words = model.processor.tokenizer.decode(appended[0], skip_special_tokens=True).split()
     assert words[-11:] == "put the cube on the cat where is the cat ?".split()
     path = save_bundle(model, tmp_path / "bundle", action_space={"type": "joint_position"}, provenance={})
-    loaded, _ = load_bundle(path)
+    loaded, info = load_bundle(path)
     assert loaded.config.grounding_question == "append"
     assert torch.equal(loaded.preprocess(b["images"], ["put the cube on the cat"] * 2)["input_ids"], appended)
+    policy = VLAPolicy(loaded, info)
+    assert policy.describe()["grounding_question"] == "append"
+    with caplog.at_level("WARNING", logger="vla_robot.policy.vla_policy"):
+        policy.reset("put the cube on the cat")
+        assert not caplog.records
+        policy.reset("push the block left")
+    assert "'push the block left' names no target" in caplog.text and "grounding_question=append" in caplog.text

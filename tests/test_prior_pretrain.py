@@ -86,7 +86,8 @@ def test_probe_cli_reads_a_prior_and_probes_twin_scenes(prior_dir, tmp_path):
     result_path = tmp_path / "probe.json"
     assert main([str(out), "--per-emoji", "1", "--twin-scenes", "2", "--layout-seed", "2", "--out", str(result_path)]) == 0
     result = json.loads(result_path.read_text())
-    assert result["twin_where_train"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 2 scenes x 2 cards per split
+    for kind in ("where", "which", "instruction"):  # "put the cube on the X" -> side: what a policy's prompt asks
+        assert result[f"twin_{kind}_train"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 2 scenes x 2 cards per split
     assert result["identify_chance"] == pytest.approx(1 / 60)
     with pytest.raises(FileNotFoundError, match="neither"):
         main([str(tmp_path)])

@@ -8,6 +8,11 @@ no generation heuristics and works on a backbone pulled out of a trained VLA:
   (chance = 1 / catalogue size);
 * ``where``: two cards, "where is the X?", candidates = left / right (chance = 1/2).
 
+On twin renders (``twin_scenes``) it also asks "which emoji is on the left/right?" and the
+robot instruction itself, "put the cube on the X" → left / right: what a policy prompted with
+the instruction reads. On the demo, a policy's validation Rec. SR followed the backbone's
+answer to its own prompt within 2 points (docs/demo.md, stop 22).
+
 Accuracy is reported separately for train and validation emojis: validation emojis are
 never in robot data, so their score after VLA training is the prior that survived.
 """
@@ -36,6 +41,8 @@ class ProbeResult:
     twin_where_val: float | None = None
     twin_which_train: float | None = None
     twin_which_val: float | None = None
+    twin_instruction_train: float | None = None
+    twin_instruction_val: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -89,10 +96,12 @@ def _where_accuracy(model, processor, ids, all_ids, image_size, n_per_emoji, rng
 
 def _twin_accuracy(model, processor, scenes) -> dict[str, float]:
     """On twin renders (2 cards): "where is the X?" (left/right), the question the policy must
-    answer, and "which emoji is on the left/right?" (between the two names on the table)."""
+    answer, "which emoji is on the left/right?" (between the two names on the table), and the
+    robot instruction "put the cube on the X" answered left/right."""
     from sim import emoji as cat
 
-    correct = {(kind, s): 0 for kind in ("where", "which") for s in cat.SPLITS}
+    kinds = ("where", "which", "instruction")
+    correct = {(kind, s): 0 for kind in kinds for s in cat.SPLITS}
     total = dict.fromkeys(correct, 0)
     for scene in scenes:
         image, order = scene.image, scene.order[:2]
@@ -101,7 +110,8 @@ def _twin_accuracy(model, processor, scenes) -> dict[str, float]:
         for k, (name, side) in enumerate(zip(names, ("left", "right"))):
             where = answer_logprobs(model, processor, [image] * 2, f"where is the {name}?", ["left", "right"])
             which = answer_logprobs(model, processor, [image] * 2, f"which emoji is on the {side}?", names)
-            for kind, scores in (("where", where), ("which", which)):
+            instruction = answer_logprobs(model, processor, [image] * 2, cat.instruction(name, 0), ["left", "right"])
+            for kind, scores in (("where", where), ("which", which), ("instruction", instruction)):
                 correct[kind, split] += int(int(scores.argmax()) == k)
                 total[kind, split] += 1
     return {f"twin_{kind}_{s}": correct[kind, s] / max(total[kind, s], 1) for kind, s in correct}

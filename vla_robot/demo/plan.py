@@ -238,7 +238,9 @@ def build_phases(s: DemoSettings, out: Path, bundle_override: Path | None = None
             argv=train,
             check=train_check(train),
             description="staged LoRA: stage 1 on reach+push stores, merge, stage 2 on train-emoji placement"
-            + (f"; {s.vqa_ratio:.0%} of batches embodied VQA from the twin (train emojis)" if vqa else ""),
+            + (f"; {s.vqa_ratio:.0%} of batches embodied VQA from the twin (train emojis)" if vqa else "")
+            + {"only": "; the prompt asks the prior's question, \"where is the X?\"",
+               "append": "; the prompt adds the prior's question, \"where is the X?\""}.get(s.grounding_question, ""),
             weight=0.3 + (s.stage1_steps + s.stage2_steps) / 2400,
             outputs=[str(p.train)],
             needs=("prior",),

@@ -14,17 +14,20 @@ one sync per step is the copy of the chunk to the host, which the robot needs an
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 import torch
 
+from vla_robot.models.grounding import instruction_target
 from vla_robot.policy.config import RuntimeConfig
 from vla_robot.policy.cuda_graph import CudaGraphRunner
 from vla_robot.policy.types import ACTION_SPACES, Observation
 
 # the store's action-space names -> the runtime's
 ACTION_SPACE_NAMES = {"joint_position": "joint", "joint": "joint", "ee_delta": "ee_delta"}
+log = logging.getLogger(__name__)
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -64,6 +67,11 @@ class VLAPolicy:
         return cls(model, info, config)
 
     def reset(self, instruction: str, episode: dict | None = None) -> None:
+        mode = self.info.config.grounding_question
+        if mode != "off" and instruction and instruction != self.instruction and instruction_target(instruction) is None:
+            log.warning("instruction %r names no target (\"... on the X\"), so the bundle's grounding question "
+                        "(model.grounding_question=%s) cannot be asked; the policy gets the words as they are, "
+                        "a prompt it was not trained on", instruction, mode)
         self.instruction = instruction
 
     def describe(self) -> dict:
@@ -71,6 +79,7 @@ class VLAPolicy:
             "kind": "vla",
             "path": str(self.info.path),
             "family": self.info.config.family,
+            "grounding_question": self.info.config.grounding_question,
             "cameras": list(self.camera_names),
             "horizon": self.chunk_size,
             "action_dim": self.action_dim,
