@@ -27,6 +27,7 @@ def test_modes_append_replace_or_keep_and_leave_untargeted_text_alone():
     assert with_grounding_question(text, "append") == ("put the cube on the face with tears of joy "
                                                        "where is the face with tears of joy?")
     assert with_grounding_question(text, "only") == "where is the face with tears of joy?"
+    assert instruction_target("pick up the cube at the left and put it on the frog") == "frog"
     for untargeted in ("push the block left", "where is the cube?", "which emoji is at the left?"):
         assert with_grounding_question(untargeted, "only") == untargeted
     with pytest.raises(ValueError, match="mode 'ask'; allowed: off, append, only"):

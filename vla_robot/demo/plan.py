@@ -40,7 +40,7 @@ class DemoSettings:
     lr_backbone: float = 1e-3
     goal_loss_weight: float = 1.0  # the head predicts where the episode ends and acts on it (models/head.py); 0: off
     # the prompt is the prior's own question, "where is the X?", for the instruction's target (models/grounding.py):
-    # val Rec 78-81 -> 89 %, train Exe 70-86 -> 93 % on one store (docs/demo.md, stop 22)
+    # 3 seeds on one store: val Rec 78-81 -> 87-93 %, train Exe 70-86 -> 93-96 % (docs/demo.md, stop 22)
     grounding_question: str = "only"
     vqa_ratio: float = 0.25  # embodied-VQA co-training batches (train emojis, the demo's layout); 0: off
     vqa_samples: int = 2400
