@@ -23,8 +23,8 @@ waits: per episode, start recording, then
 says done, ``ros2 service call /arm/evaluate std_srvs/srv/Trigger`` gives the verdict to save with.
 """
 
-import importlib.util
 import os
+import runpy
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
@@ -63,12 +63,9 @@ ARGUMENTS = {
 ARM_MODEL = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}  # sim: sim_robot decides
 
 
-def _launch_module(name: str):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.launch.py")
-    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _sibling(name: str) -> dict:
+    """Another launch file of this package, the copy beside this one (installed or source): its namespace."""
+    return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.launch.py"))
 
 
 def _nodes(context):
@@ -80,7 +77,7 @@ def _nodes(context):
     config = os.path.join(share, "config", f"collect_{robot}.yaml")
     width, height = (int(v) for v in arg["size"].lower().split("x"))
     cameras = [c for c in arg["cameras"].split(",") if c]
-    actions = _launch_module("dds").dds_actions(arg["dds_profile"])  # before any node: their environment
+    actions = _sibling("dds")["dds_actions"](arg["dds_profile"])  # before any node: their environment
     arm_model = ARM_MODEL[robot]
     if robot == "sim":
         if cameras == ["front", "wrist"]:
@@ -88,11 +85,11 @@ def _nodes(context):
         if arg["size"] == ARGUMENTS["size"][0]:
             width, height = 128, 128
         arm_model = arg["sim_robot"]
-        twin = _launch_module("twin")
-        twin_arg = {name: default for name, (default, _) in twin.ARGUMENTS.items()}
+        twin = _sibling("twin")
+        twin_arg = {name: default for name, (default, _) in twin["ARGUMENTS"].items()}
         twin_arg.update(robot=arm_model, name=arg["twin_name"], cameras=",".join(cameras), size=f"{width}x{height}",
                         fps=arg["fps"], sensor_qos=arg["sensor_qos"])
-        actions += twin.twin_nodes(twin_arg, teleop_enabled=False)  # the operator enables it per episode
+        actions += twin["twin_nodes"](twin_arg, teleop_enabled=False)  # the operator enables it per episode
     else:
         arm = {"robot": robot, "sensor_qos": arg["sensor_qos"]}
         if arg["port"]:
@@ -110,10 +107,10 @@ def _nodes(context):
             actions.append(Node(package=PACKAGE, executable="camera_node", name=f"camera_{name}", output="screen",
                                 parameters=[config, cam]))
         if arg["teleop"] != "none":
-            teleop = _launch_module("teleop")
-            actions += teleop.teleop_nodes({"mode": arg["teleop"], "robot": ARM_MODEL[robot],
-                                            "leader_port": arg["leader_port"],
-                                            "leader_calibration": arg["leader_calibration"]})
+            teleop = _sibling("teleop")
+            actions += teleop["teleop_nodes"]({"mode": arg["teleop"], "robot": ARM_MODEL[robot],
+                                               "leader_port": arg["leader_port"],
+                                               "leader_calibration": arg["leader_calibration"]})
     recorder = {
         "store": os.path.expanduser(arg["store"]),
         "robot": arm_model,

@@ -21,7 +21,6 @@ Without a ROS install, `vla-robot deploy --robot sim --policy PATH` composes the
 import os
 import runpy
 
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -58,6 +57,11 @@ ROBOT_SPECS = {"widowx": "widowx250", "so100": "so100", "sim": "widowx250"}
 HARDWARE_VELOCITY_SCALE = 0.25  # as vla_robot.policy.runtime_args (launch files do not import the project)
 
 
+def _sibling(name: str) -> dict:
+    """Another launch file of this package, the copy beside this one (installed or source): its namespace."""
+    return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.launch.py"))
+
+
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     if not arg["policy"]:
@@ -68,7 +72,7 @@ def _nodes(context):
     actions = []
     guard = {"cmd_timeout_s": float(arg["cmd_timeout_s"]), "cmd_timeout_latch": True, "estop_topic": arg["estop_topic"]}
     if robot == "sim":  # the real-time twin's own nodes (twin.launch.py), its arm node guarded as on hardware
-        twin = runpy.run_path(os.path.join(get_package_share_directory(PACKAGE), "launch", "twin.launch.py"))
+        twin = _sibling("twin")
         twin_arg = {name: default for name, (default, _) in twin["ARGUMENTS"].items()}
         twin_arg.update(name=arg["twin_name"], cameras=arg["cameras"], size=arg["size"])
         actions += twin["twin_nodes"](twin_arg, None)
@@ -105,7 +109,7 @@ def _nodes(context):
     }
     actions.append(Node(package=PACKAGE, executable="policy_node", name="policy", parameters=[policy_params],
                         output="screen"))
-    dds = runpy.run_path(os.path.join(get_package_share_directory(PACKAGE), "launch", "dds.launch.py"))
+    dds = _sibling("dds")
     return dds["dds_actions"](arg["dds_profile"]) + actions  # the environment first, for every node
 
 

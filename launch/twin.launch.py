@@ -74,10 +74,14 @@ def twin_nodes(arg: dict, teleop_enabled: bool | None) -> list:
     return nodes
 
 
+def _sibling(name: str) -> dict:
+    """Another launch file of this package, the copy beside this one (installed or source): its namespace."""
+    return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.launch.py"))
+
+
 def dds_actions(value: str) -> list:
     """The DDS profile's environment for the nodes (dds.launch.py, shared by every launch file)."""
-    dds = runpy.run_path(os.path.join(get_package_share_directory(PACKAGE), "launch", "dds.launch.py"))
-    return dds["dds_actions"](value)
+    return _sibling("dds")["dds_actions"](value)
 
 
 def _nodes(context):

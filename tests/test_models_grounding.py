@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from models_fixtures import robot_batch, tiny_vla
 from sim.emoji import TEMPLATES, catalogue
-from sim.tasks import PUSH_TEMPLATES, REACH_TEMPLATES
+from sim.tasks import PUSH_DIRECTIONS, PUSH_TEMPLATES, REACH_TEMPLATES
 from vla_robot.models.bundle import load_bundle, save_bundle
 from vla_robot.models.config import VLAConfig
 from vla_robot.models.grounding import instruction_target, with_grounding_question
@@ -19,6 +20,17 @@ def test_every_twin_template_names_its_target(template):
     """Every emoji name, "with" and "of" included, comes back whole from every instruction the twin writes."""
     for emoji in catalogue().values():
         assert instruction_target(template.format(name=emoji.name)) == emoji.name
+
+
+@pytest.mark.parametrize("template", PUSH_TEMPLATES)
+def test_a_direction_is_not_a_target(template):
+    """The twin's push instructions name a direction; asking "where is the left?" would erase the verb,
+    so every mode passes them through unchanged."""
+    for direction in PUSH_DIRECTIONS:
+        text = template.format(name=direction)
+        assert instruction_target(text) is None
+        assert with_grounding_question(text, "only") == with_grounding_question(text, "append") == text
+    assert instruction_target("put the cube on the card at the left side") is None
 
 
 def test_modes_append_replace_or_keep_and_leave_untargeted_text_alone():
@@ -39,6 +51,7 @@ def test_modes_append_replace_or_keep_and_leave_untargeted_text_alone():
 def test_the_model_reads_the_question_and_the_bundle_keeps_the_mode(tmp_path, caplog):
     """"only" feeds the backbone exactly the prior's question; a reloaded bundle asks it the same way,
     and the deployed policy says when an operator's instruction names nothing to ask about."""
+    from vla_robot.policy.types import Observation
     from vla_robot.policy.vla_policy import VLAPolicy
 
     model = tiny_vla(make_tiny_backbone("paligemma", tmp_path / "bb"), "paligemma").eval()
@@ -62,4 +75,14 @@ def test_the_model_reads_the_question_and_the_bundle_keeps_the_mode(tmp_path, ca
         policy.reset("put the cube on the cat")
         assert not caplog.records
         policy.reset("push the block left")
-    assert "'push the block left' names no target" in caplog.text and "grounding_question=append" in caplog.text
+        assert "'push the block left' names no target" in caplog.text and "grounding_question=append" in caplog.text
+        caplog.clear()
+        policy.reset("push the block left")  # once per instruction, not once per episode
+        assert not caplog.records
+        # an instruction that arrives inside an observation, with no reset, is checked the same way
+        h, w = (int(x) for x in b["images"][policy.camera_names[0]].shape[-2:])
+        obs = Observation(images={c: np.zeros((h, w, 3), np.uint8) for c in policy.camera_names},
+                          state=np.zeros(max(policy.state_dim, 1)), instruction="slide the block to the right")
+        policy.infer(obs)
+        policy.infer(obs)
+    assert [r.getMessage().split(" names")[0] for r in caplog.records] == ["instruction 'slide the block to the right'"]

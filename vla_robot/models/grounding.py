@@ -9,7 +9,9 @@ training seeds, and executed 93-96 % instead of 70-86 %.
 
 Modes: "off" keeps the instruction; "append" adds the question after it; "only" replaces it
 by the question (single-task data, where the target is all the instruction says). An
-instruction that names no target ("push the block left") is left as it is in every mode.
+instruction that names no target ("push the block left") is left as it is in every mode, and so is
+one whose goal is a direction ("push the cube to the left"): "where is the left?" would drop the
+verb and ask the backbone about no object.
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ _TARGET = re.compile(
 )
 
 
+# goals that are places, not objects: "push the cube to the left" has no object to ask about
+_DIRECTIONS = frozenset({"left", "right", "front", "back", "middle", "centre", "center", "top", "bottom",
+                         "side", "edge", "left side", "right side", "far side", "near side"})
+
+
 def instruction_target(instruction: str) -> str | None:
-    """The object an instruction names as its goal ("put the cube on the cat" → "cat"), or None."""
+    """The object an instruction names as its goal ("put the cube on the cat" → "cat"), or None
+    (no goal phrase, or a direction: "push the cube to the left")."""
     match = _TARGET.match(" ".join(instruction.split()))
-    return match.group("target") if match else None
+    if not match or match.group("target").lower() in _DIRECTIONS:
+        return None
+    return match.group("target")
 
 
 def with_grounding_question(instruction: str, mode: str) -> str:

@@ -54,6 +54,7 @@ class VLAPolicy:
         graph = {"auto": None, "on": True, "off": False}[self.config.cuda_graph]
         self.head = CudaGraphRunner(self.decoder, enabled=graph)
         self.instruction = ""
+        self._warned: set[str] = set()
         self.pad_id = int(model.preprocessor.tokenizer.pad_token_id)
         if self.config.vlm_compile != "off":
             compile_vlm(model, self.config.vlm_compile)
@@ -67,12 +68,21 @@ class VLAPolicy:
         return cls(model, info, config)
 
     def reset(self, instruction: str, episode: dict | None = None) -> None:
+        self.instruction = self._checked(instruction)
+
+    def _checked(self, instruction: str) -> str:
+        """`instruction`, after a warning (once per new text) when the bundle asks a grounding question
+        and this instruction names no object to ask about; it arrives by `reset` or inside an observation."""
         mode = self.info.config.grounding_question
-        if mode != "off" and instruction and instruction != self.instruction and instruction_target(instruction) is None:
-            log.warning("instruction %r names no target (\"... on the X\"), so the bundle's grounding question "
-                        "(model.grounding_question=%s) cannot be asked; the policy gets the words as they are, "
-                        "a prompt it was not trained on", instruction, mode)
-        self.instruction = instruction
+        if mode != "off" and instruction and instruction not in self._warned and instruction_target(instruction) is None:
+            self._warned.add(instruction)
+            log.warning("instruction %r names no target object (\"... on the X\"), so the bundle's grounding "
+                        "question (model.grounding_question=%s) cannot be asked; the policy gets the words as "
+                        "they are, a prompt it was not trained on", instruction, mode)
+        return instruction
+
+    def _prompt(self, obs: Observation) -> list[str]:
+        return [self._checked(obs.instruction) if obs.instruction else self.instruction]
 
     def describe(self) -> dict:
         return {
@@ -139,18 +149,18 @@ class VLAPolicy:
         if self.info.config.target == "discrete":
             t0 = time.perf_counter()
             with torch.inference_mode():
-                chunk = self.model.predict_action(self._images(obs), [obs.instruction or self.instruction])
+                chunk = self.model.predict_action(self._images(obs), self._prompt(obs))
             return chunk[0].float().cpu().numpy(), {"total": time.perf_counter() - t0}
         if self.device.type != "cuda":
             return self._infer_cpu(obs)
-        chunk, timings = self.predict(self._images(obs), [obs.instruction or self.instruction], self._state(obs))
+        chunk, timings = self.predict(self._images(obs), self._prompt(obs), self._state(obs))
         return chunk[0].numpy().astype(np.float64), timings
 
     @torch.inference_mode()
     def _infer_cpu(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
         """Same stages as ``predict``, timed with the host clock (CPU work is synchronous)."""
         t0 = time.perf_counter()
-        inputs = self.model.preprocess(self._images(obs), [obs.instruction or self.instruction])
+        inputs = self.model.preprocess(self._images(obs), self._prompt(obs))
         inputs = pad_prompt(inputs, self.config.prompt_bucket, self.pad_id)
         t1 = time.perf_counter()
         hidden = self.model.encode_inputs(inputs)
