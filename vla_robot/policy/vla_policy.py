@@ -54,7 +54,7 @@ class VLAPolicy:
         graph = {"auto": None, "on": True, "off": False}[self.config.cuda_graph]
         self.head = CudaGraphRunner(self.decoder, enabled=graph)
         self.instruction = ""
-        self._warned: set[str] = set()
+        self._checked_instructions: set[str] = set()  # the target regex runs once per text, not per inference
         self.pad_id = int(model.preprocessor.tokenizer.pad_token_id)
         if self.config.vlm_compile != "off":
             compile_vlm(model, self.config.vlm_compile)
@@ -73,9 +73,11 @@ class VLAPolicy:
     def _checked(self, instruction: str) -> str:
         """`instruction`, after a warning (once per new text) when the bundle asks a grounding question
         and this instruction names no object to ask about; it arrives by `reset` or inside an observation."""
+        if not instruction or instruction in self._checked_instructions:
+            return instruction
+        self._checked_instructions.add(instruction)
         mode = self.info.config.grounding_question
-        if mode != "off" and instruction and instruction not in self._warned and instruction_target(instruction) is None:
-            self._warned.add(instruction)
+        if mode != "off" and instruction_target(instruction) is None:
             log.warning("instruction %r names no target object (\"... on the X\"), so the bundle's grounding "
                         "question (model.grounding_question=%s) cannot be asked; the policy gets the words as "
                         "they are, a prompt it was not trained on", instruction, mode)
